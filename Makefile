@@ -1,0 +1,35 @@
+# Every target creates .venv on first use and installs what it needs, so a fresh clone works.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on disk; a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PIN)
+	$(BIN)/pip install -q -e ".[dev,data,bench]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check vqtok tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check vqtok tests benchmarks
+	$(BIN)/ruff format --check vqtok tests benchmarks
+
+demo: $(STAMP)
+	$(BIN)/python -m vqtok.cli demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/search.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,23 @@
+"""Quantizers: one method per module, all behind the :class:`Quantizer` contract."""
+
+from ._registry import create as create
+from ._registry import example_config as example_config
+from ._registry import list_quantizers as list_quantizers
+from ._registry import register_quantizer as register_quantizer
+from .base import Quantizer as Quantizer
+from .base import QuantizerOutput as QuantizerOutput
+from .base import skip_input_checks as skip_input_checks
+
+# Importing each family registers it.
+from .fsq import FSQ as FSQ
+
+__all__ = [
+    "FSQ",
+    "Quantizer",
+    "QuantizerOutput",
+    "create",
+    "example_config",
+    "list_quantizers",
+    "register_quantizer",
+    "skip_input_checks",
+]

@@ -1,0 +1,278 @@
+"""The quantizer contract shared by every vqtok quantizer.
+
+Every quantizer takes channels-last latents ``(..., D)`` with any leading shape and returns a
+:class:`QuantizerOutput`. Subclasses only ever see a flat ``(N, D)`` float32 tensor: the base class
+validates inputs, flattens, switches autocast off (distances and codebook statistics are always
+computed in fp32), handles masks and empty inputs, and restores the caller's shape and dtype.
+
+Subclasses implement three methods on flat tensors:
+
+* ``_quantize(latents)`` -> :class:`QuantizerOutput` with ``quantized`` ``(N, D)`` (straight-through
+  in training) and ``indices`` ``(N, *index_shape)``. May update codebook state in training mode.
+* ``_encode(latents)`` -> ``indices`` ``(N, *index_shape)``. Must never change any parameter or
+  buffer; it runs under ``torch.no_grad()``.
+* ``_decode(indices)`` -> ``quantized`` ``(N, D)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Quantizer", "QuantizerOutput", "skip_input_checks"]
+
+_CHECKS_ENABLED = True
+
+
+@contextlib.contextmanager
+def skip_input_checks() -> Iterator[None]:
+    """Turns off the NaN/Inf and index-range checks, which each cost one host sync.
+
+    Shape and dtype checks stay on: they are free.
+    """
+    global _CHECKS_ENABLED
+    previous = _CHECKS_ENABLED
+    _CHECKS_ENABLED = False
+    try:
+        yield
+    finally:
+        _CHECKS_ENABLED = previous
+
+
+@dataclass
+class QuantizerOutput:
+    """What every quantizer's ``forward`` returns, whatever its options.
+
+    Attributes:
+        quantized: ``(..., D)``, same shape and dtype as the latents; straight-through in training.
+        indices: ``(..., *index_shape)`` int64 codebook ids.
+        loss: Scalar, already weighted; ``zeros(())`` when the method has no auxiliary loss.
+        losses: Unweighted loss terms, for logging.
+        metrics: Detached statistics (perplexity, usage, ...).
+    """
+
+    quantized: Tensor
+    indices: Tensor
+    loss: Tensor
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Quantizer(nn.Module, ABC):
+    """Base class of all quantizers.
+
+    Subclasses set ``dim`` (D, the latent width), ``codebook_size`` (V, the number of values each
+    index entry can take) and ``index_shape`` (the trailing shape of the indices of one token, ``()``
+    for a single id, ``(L,)`` for L residual levels or groups).
+    """
+
+    dim: int
+    codebook_size: int
+    index_shape: tuple[int, ...] = ()
+    #: True when the quantizer owns a codebook that training changes (EMA or gradients).
+    has_learned_codebook: bool = False
+
+    # ----------------------------------------------------------------------------------- properties
+    @property
+    def num_codebooks(self) -> int:
+        """Number of index entries per token (K): the product of ``index_shape``."""
+        return math.prod(self.index_shape)
+
+    @property
+    def bits_per_token(self) -> float:
+        """Bits needed to store one token's indices with a fixed-length code."""
+        return self.num_codebooks * math.log2(self.codebook_size)
+
+    # ------------------------------------------------------------------------------- public methods
+    def forward(self, latents: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
+        """Quantizes ``latents``.
+
+        Args:
+            latents: ``(..., D)`` floating point.
+            mask: Optional boolean ``(...)``; ``False`` marks padding. Padding tokens are still
+                quantized (by ``encode``/``decode``) but take no part in losses, metrics or codebook
+                updates, and get no gradient.
+
+        Returns:
+            A :class:`QuantizerOutput` whose ``quantized`` has the shape and dtype of ``latents``.
+
+        Raises:
+            ValueError: On a wrong last dimension, non-finite latents or a mask of the wrong shape.
+        """
+        self._check_latents(latents)
+        lead = latents.shape[:-1]
+        flat = latents.reshape(-1, self.dim)
+        if mask is not None:
+            mask = self._check_mask(mask, lead).reshape(-1)
+        with _fp32_region(latents):
+            flat32 = flat.float()
+            if mask is None or bool(mask.all()):
+                out = self._quantize_or_empty(flat32)
+            else:
+                out = self._quantize_masked(flat32, mask)
+        return QuantizerOutput(
+            quantized=out.quantized.to(latents.dtype).reshape(latents.shape),
+            indices=out.indices.reshape((*lead, *out.indices.shape[1:])),
+            loss=out.loss,
+            losses=out.losses,
+            metrics={k: v.detach() for k, v in out.metrics.items()},
+        )
+
+    @torch.no_grad()
+    def encode(self, latents: Tensor) -> Tensor:
+        """Maps latents to indices without touching any parameter or buffer.
+
+        Args:
+            latents: ``(..., D)`` floating point.
+
+        Returns:
+            ``(..., *index_shape)`` int64 indices.
+
+        Raises:
+            ValueError: On a wrong last dimension or non-finite latents.
+        """
+        self._check_latents(latents)
+        lead = latents.shape[:-1]
+        flat = latents.reshape(-1, self.dim)
+        with _fp32_region(latents):
+            if flat.shape[0] == 0:
+                indices = torch.zeros(0, *self.index_shape, dtype=torch.long, device=latents.device)
+            else:
+                indices = self._encode(flat.float())
+        return indices.reshape((*lead, *indices.shape[1:]))
+
+    def decode(self, indices: Tensor) -> Tensor:
+        """Maps indices back to quantized latents (the eval-mode ``forward`` output).
+
+        Args:
+            indices: ``(..., *index_shape)`` integer tensor.
+
+        Returns:
+            ``(..., D)`` float32 quantized latents.
+
+        Raises:
+            ValueError: On a non-integer dtype, a wrong trailing shape or an index out of range.
+        """
+        indices = self._check_indices(indices)
+        trailing = len(self.index_shape)
+        lead = indices.shape[: indices.ndim - trailing]
+        flat = indices.reshape(-1, *indices.shape[indices.ndim - trailing :])
+        with _fp32_region(indices):
+            if flat.shape[0] == 0:
+                quantized = torch.zeros(0, self.dim, device=indices.device)
+            else:
+                quantized = self._decode(flat)
+        return quantized.reshape((*lead, self.dim))
+
+    # --------------------------------------------------------------------------- subclass interface
+    @abstractmethod
+    def _quantize(self, latents: Tensor) -> QuantizerOutput:
+        """Quantizes flat fp32 latents ``(N, D)`` with ``N >= 1``; may update state in training."""
+
+    @abstractmethod
+    def _encode(self, latents: Tensor) -> Tensor:
+        """Flat fp32 latents ``(N, D)`` -> indices ``(N, *index_shape)``; must not mutate state."""
+
+    @abstractmethod
+    def _decode(self, indices: Tensor) -> Tensor:
+        """Validated indices ``(N, *index_shape)`` -> fp32 quantized latents ``(N, D)``."""
+
+    def _index_upper_bounds(self) -> Tensor | int:
+        """Exclusive upper bound of each index entry; broadcastable to ``index_shape``.
+
+        Override when entries have different ranges (e.g. anchors vs relations).
+        """
+        return self.codebook_size
+
+    # ------------------------------------------------------------------------------------- checking
+    def _check_latents(self, latents: Tensor) -> None:
+        if not isinstance(latents, Tensor):
+            raise ValueError(f"latents must be a torch.Tensor, got {type(latents).__name__}")
+        if not latents.is_floating_point():
+            raise ValueError(f"latents must be floating point, got dtype {latents.dtype}")
+        if latents.ndim < 1 or latents.shape[-1] != self.dim:
+            raise ValueError(
+                f"{type(self).__name__} expects channels-last latents (..., {self.dim}), "
+                f"got shape {tuple(latents.shape)}"
+            )
+        if _CHECKS_ENABLED and latents.numel() and not bool(torch.isfinite(latents).all()):
+            bad = (~torch.isfinite(latents)).sum().item()
+            raise ValueError(f"latents contain {bad} NaN/Inf value(s); refusing to quantize them")
+
+    def _check_mask(self, mask: Tensor, lead: torch.Size) -> Tensor:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"mask must be a bool tensor, got {got}")
+        if mask.shape != lead:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the latents' leading shape {tuple(lead)}")
+        return mask
+
+    def _check_indices(self, indices: Tensor) -> Tensor:
+        """Validates dtype, trailing shape and range; returns int64 indices."""
+        if not isinstance(indices, Tensor):
+            raise ValueError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
+        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+            raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+        trailing = tuple(self.index_shape)
+        if indices.ndim < len(trailing) or tuple(indices.shape[indices.ndim - len(trailing) :]) != trailing:
+            expected = "(..., " + ", ".join(map(str, trailing)) + ")" if trailing else "(...)"
+            raise ValueError(f"{type(self).__name__} expects indices of shape {expected}, got {tuple(indices.shape)}")
+        indices = indices.long()
+        self._check_index_range(indices)
+        return indices
+
+    def _check_index_range(self, indices: Tensor) -> None:
+        if not _CHECKS_ENABLED or indices.numel() == 0:
+            return
+        upper = self._index_upper_bounds()
+        low = int(indices.min())
+        too_big = indices >= (upper.to(indices.device) if isinstance(upper, Tensor) else upper)
+        if low < 0 or bool(too_big.any()):
+            high = int(indices.max())
+            raise ValueError(
+                f"indices out of range for {type(self).__name__}: min {low}, max {high}, "
+                f"valid range is [0, {upper if isinstance(upper, int) else upper.tolist()})"
+            )
+
+    # -------------------------------------------------------------------------------------- helpers
+    def _quantize_or_empty(self, latents: Tensor) -> QuantizerOutput:
+        if latents.shape[0] == 0:
+            return QuantizerOutput(
+                quantized=latents.clone(),
+                indices=torch.zeros(0, *self.index_shape, dtype=torch.long, device=latents.device),
+                loss=latents.new_zeros(()),
+            )
+        return self._quantize(latents)
+
+    def _quantize_masked(self, latents: Tensor, mask: Tensor) -> QuantizerOutput:
+        # Valid tokens go through the training path; padding is quantized without side effects,
+        # so the result for valid tokens is exactly that of forward(latents[mask]).
+        valid = self._quantize_or_empty(latents[mask])
+        pad = latents[~mask]
+        with torch.no_grad():
+            pad_indices = self._encode(pad)
+            pad_quantized = self._decode(pad_indices)
+        quantized = latents.new_empty(latents.shape[0], self.dim, dtype=valid.quantized.dtype)
+        quantized = quantized.masked_scatter(mask[:, None], valid.quantized)
+        quantized = quantized.masked_scatter(~mask[:, None], pad_quantized.to(quantized.dtype))
+        indices = torch.empty(latents.shape[0], *valid.indices.shape[1:], dtype=torch.long, device=latents.device)
+        indices[mask] = valid.indices
+        indices[~mask] = pad_indices
+        return QuantizerOutput(quantized, indices, valid.loss, valid.losses, valid.metrics)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, codebook_size={self.codebook_size}, index_shape={tuple(self.index_shape)}"
+
+
+@contextlib.contextmanager
+def _fp32_region(reference: Tensor) -> Iterator[None]:
+    """Disables autocast so that distances and statistics are computed in fp32."""
+    device_type = reference.device.type if reference.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+    with torch.autocast(device_type=device_type, enabled=False):
+        yield
