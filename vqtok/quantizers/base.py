@@ -21,6 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -125,11 +126,13 @@ class Quantizer(nn.Module, ABC):
         )
 
     @torch.no_grad()
-    def encode(self, latents: Tensor) -> Tensor:
+    def encode(self, latents: Tensor, **options: Any) -> Tensor:
         """Maps latents to indices without touching any parameter or buffer.
 
         Args:
             latents: ``(..., D)`` floating point.
+            **options: Method-specific encoding options (e.g. ``num_levels`` for residual VQ),
+                passed on to ``_encode``.
 
         Returns:
             ``(..., *index_shape)`` int64 indices.
@@ -144,7 +147,7 @@ class Quantizer(nn.Module, ABC):
             if flat.shape[0] == 0:
                 indices = torch.zeros(0, *self.index_shape, dtype=torch.long, device=latents.device)
             else:
-                indices = self._encode(flat.float())
+                indices = self._encode(flat.float(), **options)
         return indices.reshape((*lead, *indices.shape[1:]))
 
     def decode(self, indices: Tensor) -> Tensor:
@@ -176,7 +179,7 @@ class Quantizer(nn.Module, ABC):
         """Quantizes flat fp32 latents ``(N, D)`` with ``N >= 1``; may update state in training."""
 
     @abstractmethod
-    def _encode(self, latents: Tensor) -> Tensor:
+    def _encode(self, latents: Tensor, **options: Any) -> Tensor:
         """Flat fp32 latents ``(N, D)`` -> indices ``(N, *index_shape)``; must not mutate state."""
 
     @abstractmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -60,7 +61,7 @@ class FSQ(Quantizer):
         indices = ((torch.round(bounded) + self._levels // 2).long() * self._basis).sum(-1)
         return QuantizerOutput(quantized=quantized, indices=indices, loss=latents.new_zeros(()))
 
-    def _encode(self, latents: Tensor) -> Tensor:
+    def _encode(self, latents: Tensor, **options: Any) -> Tensor:
         return (self._grid(latents).long() * self._basis).sum(-1)
 
     def _decode(self, indices: Tensor) -> Tensor:
