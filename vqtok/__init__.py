@@ -3,21 +3,31 @@
 from . import kernels as kernels
 from . import metrics as metrics
 from . import quantizers as quantizers
+from . import tokenizers as tokenizers
 from .quantizers import FSQ as FSQ
 from .quantizers import Quantizer as Quantizer
 from .quantizers import QuantizerOutput as QuantizerOutput
 from .quantizers import create as create_quantizer
 from .quantizers import list_quantizers as list_quantizers
+from .tokenizers import Tokenizer as Tokenizer
+from .tokenizers import TokenizerOutput as TokenizerOutput
+from .tokenizers import create_tokenizer as create_tokenizer
+from .tokenizers import list_tokenizers as list_tokenizers
 from .version import __version__ as __version__
 
 __all__ = [
     "FSQ",
     "Quantizer",
     "QuantizerOutput",
+    "Tokenizer",
+    "TokenizerOutput",
     "__version__",
     "create_quantizer",
+    "create_tokenizer",
     "kernels",
     "list_quantizers",
+    "list_tokenizers",
     "metrics",
     "quantizers",
+    "tokenizers",
 ]

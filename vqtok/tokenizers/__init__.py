@@ -1,0 +1,31 @@
+"""Tokenizers: encoder -> quantizer -> decoder models for each modality, behind one contract."""
+
+from ._config import TokenizerConfig as TokenizerConfig
+from ._config import config_from_dict as config_from_dict
+from ._config import config_to_dict as config_to_dict
+from ._pretrained import CheckpointError as CheckpointError
+from ._registry import create_tokenizer as create_tokenizer
+from ._registry import list_tokenizers as list_tokenizers
+from ._registry import register_tokenizer as register_tokenizer
+from ._registry import tokenizer_class as tokenizer_class
+from .base import Tokenizer as Tokenizer
+from .base import TokenizerOutput as TokenizerOutput
+
+# Importing each family registers it.
+from .image2d import Image2dConfig as Image2dConfig
+from .image2d import Image2dTokenizer as Image2dTokenizer
+
+__all__ = [
+    "CheckpointError",
+    "Image2dConfig",
+    "Image2dTokenizer",
+    "Tokenizer",
+    "TokenizerConfig",
+    "TokenizerOutput",
+    "config_from_dict",
+    "config_to_dict",
+    "create_tokenizer",
+    "list_tokenizers",
+    "register_tokenizer",
+    "tokenizer_class",
+]
