@@ -1,0 +1,109 @@
+"""Beam search for additive codes against exhaustive search and greedy residual encoding."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from vqtok.kernels import nearest
+from vqtok.kernels.beam import beam_search, decode_sum
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # These tensors are tiny: on a loaded 2-core runner, thread hand-offs cost more than the maths.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _problem(n: int = 300, num_books: int = 3, size: int = 4, dim: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, dim, generator=g), 0.7 * torch.randn(num_books, size, dim, generator=g)
+
+
+def _exhaustive(x, books):
+    num_books, size = books.shape[:2]
+    combos = torch.tensor(list(itertools.product(range(size), repeat=num_books)))  # (V^K, K)
+    recon = sum(books[k][combos[:, k]] for k in range(num_books))
+    errors = (x[:, None] - recon[None]).square().sum(-1)
+    best_err, best = errors.min(1)
+    return best_err, combos[best]
+
+
+def test_beam_covering_all_combinations_is_exhaustive_search():
+    x, books = _problem()
+    want_err, want = _exhaustive(x, books)
+    errors, indices = beam_search(x, books, beam_width=4**3)
+    assert torch.equal(indices, want)
+    # Float rounding only: the sums are accumulated in a different order.
+    torch.testing.assert_close(errors, want_err, rtol=1e-5, atol=1e-5)
+
+
+def test_error_does_not_increase_with_beam_width():
+    x, books = _problem(n=400, num_books=4, size=8, seed=1)
+    means = [float(beam_search(x, books, beam_width=b)[0].mean()) for b in (1, 2, 4, 8, 16)]
+    assert all(later <= earlier + 1e-6 for earlier, later in zip(means[:-1], means[1:], strict=True)), means
+    assert means[-1] < means[0]
+
+
+def test_greedy_is_residual_nearest_search():
+    x, books = _problem(n=200, num_books=3, size=16, seed=2)
+    residual, want = x, []
+    for k in range(books.shape[0]):
+        _, idx = nearest(residual, books[k])
+        residual = residual - books[k][idx]
+        want.append(idx)
+    errors, indices = beam_search(x, books, beam_width=1)
+    assert torch.equal(indices, torch.stack(want, 1))
+    torch.testing.assert_close(errors, (x - decode_sum(books, indices)).square().sum(-1), rtol=0, atol=0)
+
+
+def test_extra_candidates_do_not_change_the_beam():
+    # Expanding each beam by its top-B codes already keeps the best B children of the full expansion.
+    x, books = _problem(n=200, num_books=3, size=16, seed=3)
+    _, default = beam_search(x, books, beam_width=4)
+    _, dense = beam_search(x, books, beam_width=4, candidates=16)
+    assert torch.equal(default, dense)
+
+
+def test_icm_refinement_never_hurts_any_row():
+    x, books = _problem(n=300, num_books=4, size=8, seed=4)
+    base_err, _ = beam_search(x, books, beam_width=2)
+    refined_err, refined = beam_search(x, books, beam_width=2, refine_passes=2)
+    assert bool((refined_err <= base_err + 1e-6).all())
+    assert float(refined_err.mean()) < float(base_err.mean())
+    torch.testing.assert_close(refined_err, (x - decode_sum(books, refined)).square().sum(-1))
+
+
+def test_chunking_gives_the_same_result():
+    x, books = _problem(n=101, num_books=3, size=8, seed=5)
+    whole = beam_search(x, books, beam_width=3)
+    chunked = beam_search(x, books, beam_width=3, chunk_size=7)
+    assert torch.equal(whole[1], chunked[1])
+    torch.testing.assert_close(whole[0], chunked[0], rtol=0, atol=0)
+
+
+def test_beam_wider_than_a_codebook_and_empty_input():
+    x, books = _problem(n=10, num_books=2, size=3, seed=6)
+    errors, indices = beam_search(x, books, beam_width=50)
+    assert indices.shape == (10, 2) and errors.shape == (10,)
+    torch.testing.assert_close(errors, _exhaustive(x, books)[0], rtol=1e-5, atol=1e-5)
+    errors, indices = beam_search(x[:0], books, beam_width=2)
+    assert indices.shape == (0, 2) and errors.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"beam_width": 0}, {"candidates": 0}, {"refine_passes": -1}, {"chunk_size": 0}],
+    ids=["beam0", "cand0", "refine-1", "chunk0"],
+)
+def test_bad_arguments_raise(kwargs):
+    x, books = _problem(n=4)
+    with pytest.raises(ValueError):
+        beam_search(x, books, **kwargs)
+    with pytest.raises(ValueError, match="codebooks"):
+        beam_search(x, books[0])
