@@ -4,6 +4,7 @@ from . import kernels as kernels
 from . import metrics as metrics
 from . import quantizers as quantizers
 from . import tokenizers as tokenizers
+from .quantizers import AQ as AQ
 from .quantizers import FSQ as FSQ
 from .quantizers import Quantizer as Quantizer
 from .quantizers import QuantizerOutput as QuantizerOutput
@@ -16,6 +17,7 @@ from .tokenizers import list_tokenizers as list_tokenizers
 from .version import __version__ as __version__
 
 __all__ = [
+    "AQ",
     "FSQ",
     "Quantizer",
     "QuantizerOutput",

@@ -9,9 +9,11 @@ from .base import QuantizerOutput as QuantizerOutput
 from .base import skip_input_checks as skip_input_checks
 
 # Importing each family registers it.
+from .aq import AQ as AQ
 from .fsq import FSQ as FSQ
 
 __all__ = [
+    "AQ",
     "FSQ",
     "Quantizer",
     "QuantizerOutput",
