@@ -112,8 +112,8 @@ class AQ(Quantizer):
             if first:
                 self.initialized.fill_(True)
         commitment = (latents - hard).square().mean()
-        # Straight-through only when a gradient can flow, so that the eval output is bitwise decode(encode(z)).
-        quantized = latents + (hard - latents).detach() if latents.requires_grad else hard
+        # Straight-through: adding the exact zero z - sg(z) keeps the value bitwise equal to decode(encode(z)).
+        quantized = hard + (latents - latents.detach())
         return QuantizerOutput(
             quantized=quantized,
             indices=indices,
