@@ -5,7 +5,10 @@ from . import metrics as metrics
 from . import quantizers as quantizers
 from . import tokenizers as tokenizers
 from .quantizers import AQ as AQ
+from .quantizers import BSQ as BSQ
 from .quantizers import FSQ as FSQ
+from .quantizers import LFQ as LFQ
+from .quantizers import GroupLFQ as GroupLFQ
 from .quantizers import Quantizer as Quantizer
 from .quantizers import QuantizerOutput as QuantizerOutput
 from .quantizers import create as create_quantizer
@@ -18,7 +21,10 @@ from .version import __version__ as __version__
 
 __all__ = [
     "AQ",
+    "BSQ",
     "FSQ",
+    "GroupLFQ",
+    "LFQ",
     "Quantizer",
     "QuantizerOutput",
     "Tokenizer",

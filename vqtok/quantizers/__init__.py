@@ -10,11 +10,17 @@ from .base import skip_input_checks as skip_input_checks
 
 # Importing each family registers it.
 from .aq import AQ as AQ
+from .bsq import BSQ as BSQ
 from .fsq import FSQ as FSQ
+from .lfq import LFQ as LFQ
+from .lfq import GroupLFQ as GroupLFQ
 
 __all__ = [
     "AQ",
+    "BSQ",
     "FSQ",
+    "GroupLFQ",
+    "LFQ",
     "Quantizer",
     "QuantizerOutput",
     "create",

@@ -8,12 +8,14 @@ product grid, and indices are mixed-radix numbers, so no codebook is ever built.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..kernels.entropy import index_perplexity
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
 
@@ -24,46 +26,83 @@ __all__ = ["FSQ"]
 class FSQ(Quantizer):
     """Finite scalar quantizer with per-channel level counts.
 
+    A channel with L levels is bounded to ``(-L/2, L/2)`` by a shifted ``tanh``, rounded with a
+    straight-through gradient (so the gradient to the latents is the bound's derivative), and
+    rescaled to ``[-1, 1]``. Index ``i`` has digit ``(i // prod(levels[:j])) % levels[j]`` for channel
+    j: the first channel is the least significant.
+
+    The bound follows the paper and vector-quantize-pytorch: an even L gets levels
+    ``-L/2 .. L/2 - 1`` and a shift that puts 0 on a level, so its two halves are not mirror images.
+    For L = 2 this is degenerate (a latent must be below about -3.8 to reach the lower level), so
+    ``levels`` containing 2 warn; use :class:`vqtok.quantizers.LFQ` for binary channels.
+
     Args:
-        levels: Number of values per channel, e.g. ``(8, 5, 5, 5)`` for a 1,000-code grid. The
-            latent width D equals ``len(levels)``.
+        levels: Number of values per channel, e.g. ``(8, 5, 5, 5)`` for a 1,000-code grid.
+        dim: Latent width D. When it differs from ``len(levels)``, learned linear projections map
+            ``D -> len(levels)`` before quantization and back after it. ``None`` means
+            ``D = len(levels)``, no projections.
+
+    Raises:
+        ValueError: If a level count is below 2 or ``dim`` is not positive.
     """
 
-    def __init__(self, levels: Sequence[int] = (8, 5, 5, 5)) -> None:
+    def __init__(self, levels: Sequence[int] = (8, 5, 5, 5), dim: int | None = None) -> None:
         super().__init__()
         levels = tuple(int(v) for v in levels)
         if not levels or min(levels) < 2:
             raise ValueError(f"FSQ levels must all be >= 2, got {levels}")
+        if 2 in levels:
+            warnings.warn(
+                f"FSQ levels {levels} contain 2: the paper's bound sends almost every latent to one of the "
+                "two levels; use LFQ for binary channels",
+                stacklevel=2,
+            )
+        if dim is not None and dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
         self.levels = levels
-        self.dim = len(levels)
+        self.dim = len(levels) if dim is None else int(dim)
         self.codebook_size = math.prod(levels)
         self.index_shape = ()
+        projected = self.dim != len(levels)
+        self.project_in = nn.Linear(self.dim, len(levels)) if projected else nn.Identity()
+        self.project_out = nn.Linear(len(levels), self.dim) if projected else nn.Identity()
         basis = torch.cumprod(torch.tensor((1, *levels[:-1]), dtype=torch.long), 0)
         # Derived from `levels`, so not saved in the state dict.
         self.register_buffer("_levels", torch.tensor(levels, dtype=torch.float32), persistent=False)
         self.register_buffer("_basis", basis, persistent=False)
 
     def _bound(self, latents: Tensor) -> Tensor:
+        """``(N, d)`` -> values in ``(-L/2, L/2)`` per channel that round to exactly L integers."""
         # Even level counts have no zero level: shift by half a step so rounding is symmetric.
         half = (self._levels - 1) * (1 + 1e-3) / 2
         offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
         shift = torch.atanh(offset / half)
         return torch.tanh(latents + shift) * half - offset
 
-    def _grid(self, latents: Tensor) -> Tensor:
-        """Integer grid coordinates in ``[0, levels)``, ``(N, D)`` float."""
-        return torch.round(self._bound(latents)) + (self._levels // 2)
+    def _rounded(self, latents: Tensor) -> Tensor:
+        """Bounded, rounded grid values in ``[-(L // 2), (L - 1) // 2]``, ``(N, d)``; straight-through."""
+        bounded = self._bound(self.project_in(latents))
+        # `b - b.detach()` is exactly zero, so the value is exactly the rounded grid point (eval
+        # forward == decode) while the gradient is the identity.
+        return torch.round(bounded) + (bounded - bounded.detach())
+
+    def _to_indices(self, rounded: Tensor) -> Tensor:
+        return ((rounded.detach() + self._levels // 2).long() * self._basis).sum(-1)
 
     def _quantize(self, latents: Tensor) -> QuantizerOutput:
-        bounded = self._bound(latents)
-        rounded = bounded + (torch.round(bounded) - bounded).detach()
-        quantized = rounded / (self._levels // 2)
-        indices = ((torch.round(bounded) + self._levels // 2).long() * self._basis).sum(-1)
-        return QuantizerOutput(quantized=quantized, indices=indices, loss=latents.new_zeros(()))
+        rounded = self._rounded(latents)
+        indices = self._to_indices(rounded)
+        quantized = self.project_out(rounded / (self._levels // 2))
+        return QuantizerOutput(
+            quantized=quantized,
+            indices=indices,
+            loss=latents.new_zeros(()),
+            metrics={"perplexity": index_perplexity(indices[:, None])[0]},
+        )
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:
-        return (self._grid(latents).long() * self._basis).sum(-1)
+        return self._to_indices(self._rounded(latents))
 
     def _decode(self, indices: Tensor) -> Tensor:
-        digits = (indices[:, None] // self._basis) % self._levels.long()
-        return (digits.float() - self._levels // 2) / (self._levels // 2)
+        digits = (indices[:, None] // self._basis) % self._levels.long()  # (N, d)
+        return self.project_out((digits.float() - self._levels // 2) / (self._levels // 2))
