@@ -31,6 +31,7 @@ OPTIONS = {
     "greedy": {"beam_width": 1},
     "icm": {"refine_passes": 1},
     "no-ema": {"decay": 0.0},
+    "no-restarts": {"dead_code_threshold": 0.0},
     "one-codebook": {"num_codebooks": 1},
     "three-codebooks": {"num_codebooks": 3, "codebook_size": 8},
 }
@@ -91,6 +92,27 @@ def test_aq_beats_residual_vq_with_the_same_budget():
     rvq = float(beam_search(x, rvq_books, beam_width=1)[0].mean()) / x.shape[1]
     aq = _error(_train(_build(dim=16, codebook_size=16, num_codebooks=4, beam_width=8), x, steps=10), x)
     assert aq < rvq
+
+
+def _kill_code(q: AQ, book: int, code: int) -> None:
+    """Moves one code far from the data and forgets its statistics, as if it had never been used."""
+    row = book * q.codebook_size + code
+    q.codebooks[book, code] = 1e3
+    q.gram[row, :] = 0.0
+    q.gram[:, row] = 0.0
+    q.cross[row] = 0.0
+
+
+def test_dead_codes_restart_near_the_data():
+    x = _clustered(256, 8, 16, seed=3)
+    q = _train(_build(), x, steps=2).train()
+    _kill_code(q, 1, 5)
+    assert float(q(x).metrics["restarted_codes"]) >= 1
+    assert float(q.codebooks[1, 5].abs().max()) < 10.0
+    off = _train(_build(dead_code_threshold=0.0), x, steps=2).train()
+    _kill_code(off, 1, 5)
+    off(x)
+    assert float(off.codebooks[1, 5].abs().min()) > 100.0
 
 
 def test_encode_options_and_outputs():

@@ -22,7 +22,13 @@ Training (design):
   leaves every sum unchanged, and unused codes have empty rows. The solve therefore minimises
   ``||X - B C||^2 + lam ||C - C_old||^2`` with ``lam = ridge * mean(diag(B^T B))``, which picks the
   solution closest to the current codebooks and leaves unused codes where they are.
+* **Dead codes.** A code whose running frequency falls below ``dead_code_threshold`` tokens per batch is
+  moved onto the residual of a random batch token with respect to the other codebooks, and its
+  statistics are reset as if it had been used there alone.
 * **Latents** get the straight-through gradient and a commitment loss ``||z - sg(z_q)||^2``.
+
+The statistics are per process: under data parallelism each rank refits from its own batches, so
+ranks drift apart unless the module is kept in sync externally.
 
 Costs: the ``(KV, KV)`` statistics cost ``(KV)^2`` floats (64 MiB for K=8, V=1024) and one dense
 solve per training step.
@@ -58,6 +64,9 @@ class AQ(Quantizer):
             codebooks, relative to the mean code frequency.
         commitment_weight: Weight of the commitment loss in ``loss``.
         kmeans_iters: Lloyd iterations per codebook of the residual k-means initialisation.
+        dead_code_threshold: In training, a code whose running frequency times the batch size falls below
+            this is restarted at the residual of a random batch token with respect to the other codebooks.
+            ``0`` disables restarts.
     """
 
     has_learned_codebook = True
@@ -73,14 +82,17 @@ class AQ(Quantizer):
         ridge: float = 1e-2,
         commitment_weight: float = 0.25,
         kmeans_iters: int = 10,
+        dead_code_threshold: float = 1.0,
     ) -> None:
         super().__init__()
         if dim < 1 or codebook_size < 1 or num_codebooks < 1:
             raise ValueError(
                 f"AQ needs dim, codebook_size and num_codebooks >= 1, got {dim}, {codebook_size}, {num_codebooks}"
             )
-        if beam_width < 1 or refine_passes < 0 or kmeans_iters < 0:
-            raise ValueError("AQ needs beam_width >= 1, refine_passes >= 0 and kmeans_iters >= 0")
+        if beam_width < 1 or refine_passes < 0 or kmeans_iters < 0 or dead_code_threshold < 0:
+            raise ValueError(
+                "AQ needs beam_width >= 1 and non-negative refine_passes, kmeans_iters and dead_code_threshold"
+            )
         if not 0.0 <= decay < 1.0 or ridge <= 0.0:
             raise ValueError(f"AQ needs 0 <= decay < 1 and ridge > 0, got decay={decay}, ridge={ridge}")
         self.dim = dim
@@ -92,6 +104,7 @@ class AQ(Quantizer):
         self.ridge = ridge
         self.commitment_weight = commitment_weight
         self.kmeans_iters = kmeans_iters
+        self.dead_code_threshold = dead_code_threshold
         total = num_codebooks * codebook_size
         # Small random codes make an untrained quantizer usable; the first training batch replaces them.
         self.register_buffer("codebooks", torch.randn(num_codebooks, codebook_size, dim) / num_codebooks)
@@ -107,10 +120,13 @@ class AQ(Quantizer):
             self.codebooks.copy_(_residual_kmeans(x, self.codebooks.shape[0], self.codebook_size, self.kmeans_iters))
         indices = self._search(x, self.beam_width, self.refine_passes)
         hard = decode_sum(self.codebooks, indices)  # (N, D), from the codebooks that chose the indices
+        metrics = {"perplexity": self._perplexity(indices)}
         if self.training:
             self._refit(x, indices, weight=1.0 if first else 1.0 - self.decay)
             if first:
                 self.initialized.fill_(True)
+            elif self.dead_code_threshold > 0:
+                metrics["restarted_codes"] = self._restart_dead_codes(x, indices)
         commitment = (latents - hard).square().mean()
         # Straight-through: adding the exact zero z - sg(z) keeps the value bitwise equal to decode(encode(z)).
         quantized = hard + (latents - latents.detach())
@@ -119,7 +135,7 @@ class AQ(Quantizer):
             indices=indices,
             loss=self.commitment_weight * commitment,
             losses={"commitment": commitment},
-            metrics={"perplexity": self._perplexity(indices), "quantization_error": commitment.detach()},
+            metrics={**metrics, "quantization_error": commitment.detach()},
         )
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:
@@ -162,6 +178,30 @@ class AQ(Quantizer):
         system = self.gram + lam * torch.eye(total, device=x.device)
         solution = torch.linalg.solve(system, self.cross + lam * old)
         self.codebooks.copy_(solution.view_as(self.codebooks))
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, x: Tensor, indices: Tensor) -> Tensor:
+        """Moves rarely used codes onto what a random batch token still lacks; returns the count (0-d)."""
+        n = x.shape[0]
+        credit = self.dead_code_threshold / n
+        # gram's diagonal is the running frequency of each code per token.
+        dead = self.gram.diagonal() < credit  # (K*V,)
+        num_dead = int(dead.sum())
+        if num_dead:
+            rows = dead.nonzero().squeeze(1)
+            book, code = rows // self.codebook_size, rows % self.codebook_size
+            pick = torch.randint(n, (num_dead,), device=x.device)
+            chosen = indices[pick]  # (num_dead, K)
+            others = decode_sum(self.codebooks, chosen) - self.codebooks[book, chosen[torch.arange(num_dead), book]]
+            fresh = x[pick] - others
+            self.codebooks[book, code] = fresh
+            # Statistics as if the code had been used `credit` times per token exactly at its new value, alone,
+            # so the next refit keeps it there until real assignments take over.
+            self.gram[rows, :] = 0.0
+            self.gram[:, rows] = 0.0
+            self.gram[rows, rows] = credit
+            self.cross[rows] = credit * fresh
+        return x.new_tensor(float(num_dead))
 
     def _perplexity(self, indices: Tensor) -> Tensor:
         """Mean over codebooks of ``exp(H)`` of the batch's code distribution."""
