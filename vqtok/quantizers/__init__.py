@@ -14,6 +14,7 @@ from .bsq import BSQ as BSQ
 from .fsq import FSQ as FSQ
 from .lfq import LFQ as LFQ
 from .lfq import GroupLFQ as GroupLFQ
+from .pvq import PVQ as PVQ
 
 __all__ = [
     "AQ",
@@ -21,6 +22,7 @@ __all__ = [
     "FSQ",
     "GroupLFQ",
     "LFQ",
+    "PVQ",
     "Quantizer",
     "QuantizerOutput",
     "create",
