@@ -28,10 +28,8 @@ def _build(**overrides) -> AQ:
 
 OPTIONS = {
     "example": {},
-    "greedy": {"beam_width": 1},
-    "icm": {"refine_passes": 1},
-    "no-ema": {"decay": 0.0},
-    "no-restarts": {"dead_code_threshold": 0.0},
+    "greedy-no-restarts": {"beam_width": 1, "dead_code_threshold": 0.0},
+    "icm-no-ema": {"refine_passes": 1, "decay": 0.0},
     "one-codebook": {"num_codebooks": 1},
     "three-codebooks": {"num_codebooks": 3, "codebook_size": 8},
 }

@@ -27,10 +27,8 @@ def _build(**overrides) -> PQ:
 OPTIONS = {
     "example-ema": {},
     "disentangle": {"disentangle_weight": 1.0},
-    "gradient-no-reg": {"ema_decay": None},
-    "four-groups": {"num_groups": 4},
-    "cosine": {"metric": "cosine"},
-    "one-group": {"num_groups": 1},
+    "one-group-gradient": {"num_groups": 1, "ema_decay": None},
+    "four-groups-cosine": {"num_groups": 4, "metric": "cosine"},
 }
 
 
