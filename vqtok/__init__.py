@@ -8,9 +8,12 @@ from .quantizers import AQ as AQ
 from .quantizers import BSQ as BSQ
 from .quantizers import FSQ as FSQ
 from .quantizers import LFQ as LFQ
+from .quantizers import VQ as VQ
+from .quantizers import GroupedResidualQuantizer as GroupedResidualQuantizer
 from .quantizers import GroupLFQ as GroupLFQ
 from .quantizers import Quantizer as Quantizer
 from .quantizers import QuantizerOutput as QuantizerOutput
+from .quantizers import ResidualQuantizer as ResidualQuantizer
 from .quantizers import create as create_quantizer
 from .quantizers import list_quantizers as list_quantizers
 from .tokenizers import Tokenizer as Tokenizer
@@ -24,9 +27,12 @@ __all__ = [
     "BSQ",
     "FSQ",
     "GroupLFQ",
+    "GroupedResidualQuantizer",
     "LFQ",
     "Quantizer",
     "QuantizerOutput",
+    "ResidualQuantizer",
+    "VQ",
     "Tokenizer",
     "TokenizerOutput",
     "__version__",

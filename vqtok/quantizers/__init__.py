@@ -15,16 +15,22 @@ from .fsq import FSQ as FSQ
 from .lfq import LFQ as LFQ
 from .lfq import GroupLFQ as GroupLFQ
 from .pvq import PVQ as PVQ
+from .rvq import GroupedResidualQuantizer as GroupedResidualQuantizer
+from .rvq import ResidualQuantizer as ResidualQuantizer
+from .vq import VQ as VQ
 
 __all__ = [
     "AQ",
     "BSQ",
     "FSQ",
     "GroupLFQ",
+    "GroupedResidualQuantizer",
     "LFQ",
     "PVQ",
     "Quantizer",
     "QuantizerOutput",
+    "ResidualQuantizer",
+    "VQ",
     "create",
     "example_config",
     "list_quantizers",

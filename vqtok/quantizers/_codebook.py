@@ -1,0 +1,242 @@
+"""Codebook machinery shared by the codebook quantizers: written once, imported everywhere.
+
+* k-means++ seeding (Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007)
+  followed by a few Lloyd iterations, for data-dependent codebook initialisation.
+* EMA codebook statistics with Laplace-smoothed cluster sizes (van den Oord et al., "Neural Discrete
+  Representation Learning", arXiv:1711.00937, appendix A.1).
+* Gradient estimators that keep the forward value bit-exact: the straight-through estimator and the
+  rotation trick (Fifty et al., "Restructuring Vector Quantization with the Rotation Trick",
+  arXiv:2410.06424).
+* Thin ``torch.distributed`` helpers that are no-ops in a single process.
+
+Every assignment goes through :func:`vqtok.kernels.nearest`, and every per-code statistic is
+accumulated with ``bincount``/``index_add_``, so nothing here ever builds an N x K matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..kernels import nearest
+
+__all__ = [
+    "all_reduce_sum_",
+    "broadcast_",
+    "cluster_stats",
+    "ema_update_",
+    "is_distributed",
+    "is_source_rank",
+    "kmeans",
+    "kmeans_plusplus",
+    "laplace_smoothed",
+    "perplexity_from_counts",
+    "rotation_trick",
+    "sample_rows",
+    "with_gradient_of",
+]
+
+# k-means on more rows than this gains little accuracy and costs time on the first step.
+KMEANS_MAX_ROWS = 1 << 16
+
+
+# ------------------------------------------------------------------------------------ distributed
+def is_distributed() -> bool:
+    """True when a default process group exists, so codebook state must be kept in sync."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def is_source_rank() -> bool:
+    """True on the rank whose random choices (k-means, restarts) are broadcast to the others."""
+    return not is_distributed() or dist.get_rank() == 0
+
+
+def all_reduce_sum_(tensor: Tensor) -> Tensor:
+    """Sums ``tensor`` over all ranks in place; returns it unchanged in a single process."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_(tensor: Tensor) -> Tensor:
+    """Overwrites ``tensor`` with rank 0's copy in place; a no-op in a single process."""
+    if is_distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor
+
+
+# ------------------------------------------------------------------------------------- statistics
+def cluster_stats(
+    latents: Tensor,
+    indices: Tensor,
+    num_codes: int,
+    weights: Tensor | None = None,
+    with_sums: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Per-code assignment counts and latent sums, without a one-hot matrix.
+
+    Args:
+        latents: ``(N, d)`` float latents.
+        indices: ``(N,)`` int64 assigned codes.
+        num_codes: Codebook size V.
+        weights: Optional ``(N,)`` float row weights (0 drops a row); ``None`` weighs every row 1.
+        with_sums: Whether to accumulate the ``(V, d)`` sums too.
+
+    Returns:
+        ``(counts, sums)``: counts ``(V,)`` float32 and sums ``(V, d)`` float32 (``None`` when
+        ``with_sums`` is false).
+    """
+    counts = torch.bincount(indices, weights=weights, minlength=num_codes).float()
+    if not with_sums:
+        return counts, None
+    rows = latents if weights is None else latents * weights[:, None]
+    sums = latents.new_zeros(num_codes, latents.shape[1]).index_add_(0, indices, rows.float())
+    return counts, sums
+
+
+def ema_update_(
+    cluster_size: Tensor,
+    counts: Tensor,
+    decay: float,
+    embed_sum: Tensor | None = None,
+    sums: Tensor | None = None,
+) -> None:
+    """In-place exponential moving average of cluster sizes (and of per-code latent sums).
+
+    ``s <- decay * s + (1 - decay) * counts`` and likewise for the sums.
+    """
+    cluster_size.mul_(decay).add_(counts, alpha=1.0 - decay)
+    if embed_sum is not None and sums is not None:
+        embed_sum.mul_(decay).add_(sums, alpha=1.0 - decay)
+
+
+def laplace_smoothed(cluster_size: Tensor, eps: float) -> Tensor:
+    """Laplace-smoothed cluster sizes ``(s + eps) / (n + V eps) * n`` with ``n = sum(s)``.
+
+    The smoothing keeps unused codes from dividing by zero while preserving the total count.
+    """
+    total = cluster_size.sum()
+    smoothed = (cluster_size + eps) / (total + cluster_size.numel() * eps) * total
+    # A zero total only happens if every statistic decayed to nothing; stay finite regardless.
+    return smoothed.clamp_min(torch.finfo(smoothed.dtype).tiny)
+
+
+def perplexity_from_counts(counts: Tensor) -> Tensor:
+    """``exp(H)`` of the code distribution given by ``counts`` ``(V,)``; 0-d tensor, 0 when empty."""
+    total = counts.sum()
+    p = counts / total.clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    return torch.where(total > 0, entropy.exp(), torch.zeros_like(entropy))
+
+
+# ---------------------------------------------------------------------------------------- k-means
+def sample_rows(data: Tensor, num: int) -> Tensor:
+    """``num`` random rows of ``data`` ``(N, d)``; without replacement whenever ``num <= N``."""
+    n = data.shape[0]
+    if num <= n:
+        pick = torch.randperm(n, device=data.device)[:num]
+    else:
+        pick = torch.randint(n, (num,), device=data.device)
+    return data[pick]
+
+
+def kmeans_plusplus(data: Tensor, num_clusters: int) -> Tensor:
+    """k-means++ seeding: each new centre is a data row drawn with probability ~ squared distance.
+
+    Distances are kept as a running ``(N,)`` minimum, updated against one new centre at a time, so
+    memory stays O(N + K d). When ``N < num_clusters`` (or rows repeat) the distances all reach zero
+    and the remaining centres are drawn uniformly, i.e. duplicated; dead-code restarts revive them.
+
+    Args:
+        data: ``(N, d)`` float rows, ``N >= 1``.
+        num_clusters: Number of centres K.
+
+    Returns:
+        ``(K, d)`` centres, each a row of ``data``.
+    """
+    n, d = data.shape
+    centres = data.new_empty(num_clusters, d)
+    first = torch.randint(n, (1,), device=data.device)
+    centres[0] = data[first[0]]
+    min_dist = (data - centres[0]).square().sum(-1)
+    for i in range(1, num_clusters):
+        # The tiny floor turns an all-zero distance vector into a uniform draw without a host sync.
+        pick = torch.multinomial(min_dist + 1e-30, 1)
+        centres[i] = data[pick[0]]
+        min_dist = torch.minimum(min_dist, (data - centres[i]).square().sum(-1))
+    return centres
+
+
+def kmeans(data: Tensor, num_clusters: int, iters: int, metric: str = "l2") -> tuple[Tensor, Tensor]:
+    """k-means++ seeding followed by ``iters`` Lloyd iterations through :func:`nearest`.
+
+    Args:
+        data: ``(N, d)`` float rows, ``N >= 1``; rows beyond :data:`KMEANS_MAX_ROWS` are subsampled.
+        num_clusters: Number of centres K.
+        iters: Lloyd iterations after seeding.
+        metric: ``"l2"`` or ``"cosine"``; for cosine, centres are re-normalised after each mean
+            (spherical k-means).
+
+    Returns:
+        ``(centres, counts)``: ``(K, d)`` centres and ``(K,)`` float32 sizes of their final clusters.
+    """
+    data = data.float()
+    if data.shape[0] > KMEANS_MAX_ROWS:
+        data = sample_rows(data, KMEANS_MAX_ROWS)
+    if metric == "cosine":
+        data = F.normalize(data, dim=-1)
+    centres = kmeans_plusplus(data, num_clusters)
+    for _ in range(iters):
+        _, assign = nearest(data, centres, metric)
+        counts, sums = cluster_stats(data, assign, num_clusters)
+        assert sums is not None
+        means = sums / counts.clamp_min(1.0)[:, None]
+        if metric == "cosine":
+            means = F.normalize(means, dim=-1)
+        # An empty cluster keeps its previous centre rather than collapsing to zero.
+        centres = torch.where(counts[:, None] > 0, means, centres)
+    _, assign = nearest(data, centres, metric)
+    counts, _ = cluster_stats(data, assign, num_clusters, with_sums=False)
+    return centres, counts
+
+
+# ---------------------------------------------------------------------------- gradient estimators
+def with_gradient_of(value: Tensor, path: Tensor) -> Tensor:
+    """Returns ``value`` bit for bit in the forward pass, with the gradient of ``path``.
+
+    ``value.detach() + (path - path.detach())`` adds an exact zero, so eval-mode outputs equal
+    ``decode(encode(x))`` exactly, while backward sees only ``path``.
+    """
+    return value.detach() + (path - path.detach())
+
+
+def rotation_trick(latents: Tensor, quantized: Tensor, eps: float = 1e-6) -> Tensor:
+    """Maps ``latents`` onto ``quantized`` by a rotation and rescaling treated as constants.
+
+    Implements ``q~ = sg(|q| / |e| * R) e`` with ``R = I - 2 r r^T + 2 q^ e^T``,
+    ``r = (e^ + q^) / |e^ + q^|`` (arXiv:2410.06424, eq. 4 and section 4.2) without building the
+    ``(d, d)`` matrix. The value is ``quantized`` up to rounding; the gradient to ``latents`` is
+    the rotated and scaled upstream gradient instead of the identity of the straight-through
+    estimator. Combine with :func:`with_gradient_of` to keep the forward value exact.
+
+    Args:
+        latents: ``(N, d)`` encoder outputs e (with gradient).
+        quantized: ``(N, d)`` chosen codes q (treated as constants).
+        eps: Floor on norms.
+
+    Returns:
+        ``(N, d)`` tensor whose gradient flows to ``latents`` only.
+    """
+    e = latents.detach()
+    q = quantized.detach()
+    e_norm = e.norm(dim=-1, keepdim=True).clamp_min(eps)
+    q_norm = q.norm(dim=-1, keepdim=True).clamp_min(eps)
+    e_hat = e / e_norm
+    q_hat = q / q_norm
+    r = F.normalize(e_hat + q_hat, dim=-1, eps=eps)
+    rotated = (
+        latents - 2.0 * r * (latents * r).sum(-1, keepdim=True) + 2.0 * q_hat * (latents * e_hat).sum(-1, keepdim=True)
+    )
+    return rotated * (q_norm / e_norm)
