@@ -1,0 +1,133 @@
+"""k-means (optionally with per-coordinate weights) whose every assignment step is :func:`vqtok.kernels.nearest`.
+
+The weighted variant minimises ``sum_i sum_j h_ij (x_ij - c_j)^2`` with a weight per vector and per
+coordinate. It is what vector post-training quantization of weights needs (``h`` = diagonal of
+``X^T X`` for the input channels a sub-vector covers). The distance expands to
+``sum_j h_ij x_ij^2 - <[2 h_i x_i, -h_i], [c, c^2]>``; the first term does not depend on the code, so
+the assignment is a maximum inner product search of ``[2 h x, -h]`` against ``[c, c^2]``, which
+``nearest(..., metric="ip")`` solves exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..kernels import nearest
+
+__all__ = ["assign", "kmeans", "kmeans_plusplus"]
+
+
+def assign(x: Tensor, centroids: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Nearest centroid of each vector, in (weighted) squared L2.
+
+    Args:
+        x: ``(N, D)`` vectors.
+        centroids: ``(K, D)``.
+        weights: Optional ``(N, D)`` non-negative per-coordinate weights.
+
+    Returns:
+        ``(distances, indices)``, both ``(N,)``; distances are the (weighted) squared errors.
+    """
+    if weights is None:
+        return nearest(x, centroids)
+    q = torch.cat([2 * weights * x, -weights], 1)
+    c = torch.cat([centroids, centroids * centroids], 1)
+    neg, idx = nearest(q, c, metric="ip")
+    # nearest returns -<q, c>; add back the constant term to get the weighted error itself.
+    dist = (weights * x * x).sum(1) + neg
+    return dist.clamp_min(0), idx
+
+
+def kmeans_plusplus(x: Tensor, k: int, generator: torch.Generator, weights: Tensor | None = None) -> Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007), in (weighted) squared L2.
+
+    Args:
+        x: ``(N, D)`` vectors, ``N >= k``.
+        k: Number of centroids.
+        generator: CPU random generator, for reproducibility.
+        weights: Optional ``(N, D)`` per-coordinate weights.
+
+    Returns:
+        ``(k, D)`` initial centroids drawn from ``x``.
+    """
+    n = x.shape[0]
+    w = torch.ones_like(x) if weights is None else weights
+    first = int(torch.randint(n, (1,), generator=generator))
+    chosen = [first]
+    best = (w * (x - x[first]) ** 2).sum(1)
+    for _ in range(1, k):
+        probs = best.clamp_min(0).double().cpu()
+        total = float(probs.sum())
+        if total <= 0:
+            # Fewer distinct points than k: fall back to uniform picks (duplicates are split later).
+            nxt = int(torch.randint(n, (1,), generator=generator))
+        else:
+            nxt = int(torch.multinomial(probs / total, 1, generator=generator))
+        chosen.append(nxt)
+        best = torch.minimum(best, (w * (x - x[nxt]) ** 2).sum(1))
+    return x[chosen].clone()
+
+
+@torch.no_grad()
+def kmeans(
+    x: Tensor,
+    k: int,
+    iters: int = 25,
+    seed: int = 0,
+    init: Tensor | None = None,
+    weights: Tensor | None = None,
+    max_points: int | None = None,
+    progress: bool = False,
+    desc: str = "kmeans",
+) -> Tensor:
+    """Lloyd's k-means with k-means++ seeding and empty-cluster re-seeding.
+
+    Args:
+        x: ``(N, D)`` float vectors, ``N >= k``.
+        k: Number of centroids.
+        iters: Lloyd iterations.
+        seed: Seed for seeding and subsampling.
+        init: Optional ``(k, D)`` warm start (skips seeding).
+        weights: Optional ``(N, D)`` non-negative per-coordinate weights (weighted k-means).
+        max_points: Subsample at most this many vectors for speed (``None``: use all).
+        progress: Show a tqdm bar over iterations.
+        desc: Progress bar label.
+
+    Returns:
+        ``(k, D)`` float32 centroids.
+
+    Raises:
+        ValueError: If there are fewer vectors than centroids.
+    """
+    n = x.shape[0]
+    if n < k:
+        raise ValueError(f"k-means needs at least {k} training vectors for {k} centroids, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    if max_points is not None and n > max_points:
+        pick = torch.randperm(n, generator=g)[:max_points].to(x.device)
+        x = x[pick]
+        weights = None if weights is None else weights[pick]
+        n = max_points
+    x = x.float()
+    weights = None if weights is None else weights.float()
+    c = kmeans_plusplus(x, k, g, weights) if init is None else init.float().clone()
+    for _ in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
+        dist, idx = assign(x, c, weights)
+        if weights is None:
+            sums = torch.zeros_like(c).index_add_(0, idx, x)
+            den = torch.zeros(k, device=x.device).index_add_(0, idx, torch.ones_like(dist))[:, None]
+        else:
+            # The weighted centroid is a per-coordinate weighted mean.
+            sums = torch.zeros_like(c).index_add_(0, idx, weights * x)
+            den = torch.zeros_like(c).index_add_(0, idx, weights)
+        filled = den > 0
+        c = torch.where(filled, sums / den.clamp_min(1e-12), c)
+        empty = (~filled).all(1) if weights is not None else ~filled[:, 0]
+        num_empty = int(empty.sum())
+        if num_empty:
+            # Re-seed empty clusters on the worst-served points, so no code is wasted.
+            far = torch.topk(dist, num_empty).indices
+            c[empty] = x[far]
+    return c
