@@ -55,15 +55,16 @@ class Downsample2d(nn.Module):
     """Halves H and W with a stride-2 3x3 conv.
 
     Args:
-        channels: Input and output channels.
+        in_channels: Input channels.
+        out_channels: Output channels (default: ``in_channels``).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.conv = nn.Conv2d(in_channels, out_channels or in_channels, 3, stride=2, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))``."""
+        """``(B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))``."""
         return self.conv(x)
 
 
@@ -71,13 +72,15 @@ class Upsample2d(nn.Module):
     """Doubles H and W: nearest-neighbour upsampling then a 3x3 conv (no checkerboard artefacts).
 
     Args:
-        channels: Input and output channels.
+        in_channels: Input channels.
+        out_channels: Output channels (default: ``in_channels``). Narrowing here, rather than after the
+            next block, keeps the most expensive full-resolution convs at the narrow width.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(in_channels, out_channels or in_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W) -> (B, C, 2H, 2W)``."""
+        """``(B, C_in, H, W) -> (B, C_out, 2H, 2W)``."""
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -68,6 +68,8 @@ class Tokenizer(nn.Module, ABC):
     config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
     #: Registry name of the family, set by ``@register_tokenizer``.
     architecture: ClassVar[str] = ""
+    #: Signal kind (``"image"``, ``"audio"``, ...): selects the evaluation metrics.
+    modality: ClassVar[str] = ""
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()

@@ -78,19 +78,17 @@ class _Encoder(nn.Module):
         ch = cfg.channels
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
         blocks: list[nn.Module] = []
-        width = ch[0]
         for level, c in enumerate(ch):
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock2d(width, c, cfg.norm))
-                width = c
+            blocks += [ResBlock2d(c, c, cfg.norm) for _ in range(cfg.num_res_blocks)]
             if level < len(ch) - 1:
-                blocks.append(Downsample2d(width))
-        blocks.append(ResBlock2d(width, width, cfg.norm))
+                # Widen while downsampling, so every block runs at its level's width.
+                blocks.append(Downsample2d(c, ch[level + 1]))
         self.blocks = nn.Sequential(*blocks)
-        self.norm_out = create_norm2d(cfg.norm, width)
-        self.conv_out = nn.Conv2d(width, out_dim, 1)
+        self.norm_out = create_norm2d(cfg.norm, ch[-1])
+        self.conv_out = nn.Conv2d(ch[-1], out_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W) -> (B, D, H/f, W/f)``."""
         return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(x)))))
 
 
@@ -98,20 +96,18 @@ class _Decoder(nn.Module):
     def __init__(self, cfg: Image2dConfig, in_dim: int) -> None:
         super().__init__()
         ch = cfg.channels[::-1]
-        width = ch[0]
-        self.conv_in = nn.Conv2d(in_dim, width, 3, padding=1)
-        blocks: list[nn.Module] = [ResBlock2d(width, width, cfg.norm)]
+        self.conv_in = nn.Conv2d(in_dim, ch[0], 3, padding=1)
+        blocks: list[nn.Module] = []
         for level, c in enumerate(ch):
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock2d(width, c, cfg.norm))
-                width = c
+            blocks += [ResBlock2d(c, c, cfg.norm) for _ in range(cfg.num_res_blocks)]
             if level < len(ch) - 1:
-                blocks.append(Upsample2d(width))
+                blocks.append(Upsample2d(c, ch[level + 1]))
         self.blocks = nn.Sequential(*blocks)
-        self.norm_out = create_norm2d(cfg.norm, width)
-        self.conv_out = nn.Conv2d(width, cfg.in_channels, 3, padding=1)
+        self.norm_out = create_norm2d(cfg.norm, ch[-1])
+        self.conv_out = nn.Conv2d(ch[-1], cfg.in_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
+        """``(B, D, H/f, W/f) -> (B, C, H, W)``."""
         return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(z)))))
 
 
@@ -126,6 +122,7 @@ class Image2dTokenizer(Tokenizer):
     """
 
     config_class = Image2dConfig
+    modality = "image"
     config: Image2dConfig
 
     def __init__(self, config: Image2dConfig) -> None:

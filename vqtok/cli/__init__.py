@@ -1,0 +1,1 @@
+"""Command line interface: ``vqtok train|encode|decode|eval|demo|bench|list`` (see ``vqtok --help``)."""

@@ -1,0 +1,10 @@
+"""Data sets by name (``create_dataset("fashion_mnist", "train")``) and the sampler the trainer uses."""
+
+from ._registry import create_dataset as create_dataset
+from ._registry import list_datasets as list_datasets
+from ._registry import register_dataset as register_dataset
+from .images import ImageTensorDataset as ImageTensorDataset
+from .images import read_idx as read_idx
+from .sampler import StepBatchSampler as StepBatchSampler
+
+__all__ = ["ImageTensorDataset", "StepBatchSampler", "create_dataset", "list_datasets", "read_idx", "register_dataset"]

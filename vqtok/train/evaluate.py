@@ -1,0 +1,140 @@
+"""Evaluation of a trained tokenizer over a data set: fidelity, codebook health and rate.
+
+Fidelity metrics depend on the modality; each family names its ``modality`` and :data:`MODALITIES` maps it to
+a per-example metric function and the bits per raw value used for the compression ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..metrics import code_counts
+from ..metrics.image import image_metrics
+from ..tokenizers import Tokenizer
+from .trainer import collate
+
+__all__ = ["EvalResult", "MODALITIES", "Modality", "evaluate"]
+
+
+@dataclass(frozen=True)
+class Modality:
+    """How to score one modality.
+
+    Attributes:
+        metrics: ``(recon, target) -> {name: (B,) tensor}``.
+        raw_bits_per_value: Bits of one raw sample value (8 for uint8 pixels), for the compression ratio.
+    """
+
+    metrics: Callable[[Tensor, Tensor], dict[str, Tensor]]
+    raw_bits_per_value: float
+
+
+MODALITIES: dict[str, Modality] = {"image": Modality(image_metrics, 8.0)}
+
+
+@dataclass
+class EvalResult:
+    """Aggregated metrics plus what the report draws.
+
+    Attributes:
+        metrics: Scalar metrics (means over examples, codebook statistics, rate).
+        counts: ``(V,)`` code histogram over the whole data set (``None`` when not histogrammable).
+        originals: First few inputs, in the signal layout.
+        recons: Their reconstructions.
+    """
+
+    metrics: dict[str, float]
+    counts: Tensor | None
+    originals: Tensor
+    recons: Tensor
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def evaluate(
+    model: Tokenizer,
+    dataset: Dataset,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    max_examples: int | None = None,
+    keep_examples: int = 32,
+) -> EvalResult:
+    """Encodes and decodes ``dataset`` with ``model`` (eval mode) and scores the reconstructions.
+
+    Args:
+        model: A trained tokenizer.
+        dataset: Items in the tokenizer's signal layout (tensors or dicts with ``"signal"``).
+        batch_size: Examples per forward.
+        device: Where to run.
+        max_examples: Evaluate only the first this many examples.
+        keep_examples: How many originals/reconstructions to keep for the report.
+
+    Returns:
+        An :class:`EvalResult` whose ``metrics`` hold ``<metric>`` means, ``mse``, ``usage``, ``perplexity``,
+        ``tokens_per_example``, ``bits_per_token``, ``bits_per_example``, ``compression_ratio``, ``examples``.
+    """
+    modality = MODALITIES.get(model.modality)
+    was_training = model.training
+    model.eval().to(device)
+    n = len(dataset) if max_examples is None else min(len(dataset), max_examples)  # type: ignore[arg-type]
+    loader = DataLoader(range(n), batch_size=batch_size, shuffle=False)
+    q = model.quantizer
+    counts = torch.zeros(q.codebook_size, dtype=torch.float64) if q.codebook_size <= 1 << 24 else None
+    sums: dict[str, float] = {}
+    seen = 0
+    tokens_per_example = 0
+    raw_values = 0
+    originals: list[Tensor] = []
+    recons: list[Tensor] = []
+    for idx in loader:
+        batch = collate(
+            dataset.__getitems__(idx.tolist())
+            if hasattr(dataset, "__getitems__")
+            else [dataset[i] for i in idx.tolist()]
+        )
+        signal = (batch["signal"] if isinstance(batch, dict) else batch).to(device)
+        indices = model.encode(signal)
+        recon = model.decode(indices)
+        b = signal.shape[0]
+        tokens_per_example = math.prod(indices.shape[1 : indices.ndim - len(q.index_shape)])
+        raw_values = signal[0].numel()
+        if counts is not None:
+            try:
+                counts += code_counts(indices.cpu(), q.codebook_size)
+            except ValueError:
+                counts = None
+        per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
+        if modality is not None:
+            per.update(modality.metrics(recon, signal))
+        for k, v in per.items():
+            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
+        seen += b
+        if sum(x.shape[0] for x in originals) < keep_examples:
+            originals.append(signal.cpu())
+            recons.append(recon.float().cpu())
+    model.train(was_training)
+    metrics = {k: v / max(seen, 1) for k, v in sums.items()}
+    metrics["examples"] = float(seen)
+    if counts is not None and counts.sum() > 0:
+        p = counts[counts > 0] / counts.sum()
+        metrics["usage"] = float((counts > 0).sum()) / q.codebook_size
+        metrics["perplexity"] = float(2 ** (-(p * p.log2()).sum()))
+    metrics["codebook_size"] = float(q.codebook_size)
+    metrics["num_codebooks"] = float(q.num_codebooks)
+    metrics["tokens_per_example"] = float(tokens_per_example)
+    metrics["bits_per_token"] = float(q.bits_per_token)
+    metrics["bits_per_example"] = float(tokens_per_example * q.bits_per_token)
+    if modality is not None and metrics["bits_per_example"] > 0:
+        metrics["compression_ratio"] = raw_values * modality.raw_bits_per_value / metrics["bits_per_example"]
+    return EvalResult(
+        metrics=metrics,
+        counts=counts,
+        originals=torch.cat(originals)[:keep_examples] if originals else torch.empty(0),
+        recons=torch.cat(recons)[:keep_examples] if recons else torch.empty(0),
+    )

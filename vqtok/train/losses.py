@@ -1,0 +1,26 @@
+"""Adversarial hinge losses (Lim & Ye, "Geometric GAN", arXiv:1705.02894), as used by VQGAN."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["hinge_d_loss", "hinge_g_loss"]
+
+
+def _logits(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> list[Tensor]:
+    # Multi-scale discriminators (audio) return one logit map per scale.
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def hinge_d_loss(real_logits: Tensor | list[Tensor], fake_logits: Tensor | list[Tensor]) -> Tensor:
+    """``mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))``, averaged over scales."""
+    real, fake = _logits(real_logits), _logits(fake_logits)
+    terms = [F.relu(1 - r.float()).mean() + F.relu(1 + f.float()).mean() for r, f in zip(real, fake, strict=True)]
+    return sum(terms) / len(terms)  # type: ignore[return-value]
+
+
+def hinge_g_loss(fake_logits: Tensor | list[Tensor]) -> Tensor:
+    """``-mean(D(G(z)))``, averaged over scales."""
+    fake = _logits(fake_logits)
+    return sum(-f.float().mean() for f in fake) / len(fake)  # type: ignore[return-value]

@@ -1,0 +1,413 @@
+"""One training loop for every tokenizer: single process on CPU, or DDP under ``torchrun``.
+
+Run directory layout::
+
+    run_dir/
+      config.yaml        resolved TrainConfig
+      checkpoint.pt      latest full state (model, optimizer, scheduler, RNG, step), replaced atomically
+      metrics.jsonl      one JSON object per logged step
+      model/             release checkpoint (save_pretrained) written at the end
+
+Resuming restores every piece of state that influences later steps (weights, quantizer buffers, optimizer
+moments, schedule, the RNG of every rank) and restarts the data order at the saved step
+(:class:`vqtok.data.StepBatchSampler`), so on CPU a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..data import StepBatchSampler, create_dataset
+from ..metrics import CodebookUsage
+from ..tokenizers import Tokenizer, create_tokenizer
+from ..tokenizers._pretrained import atomic_open, atomic_save_torch
+from ..version import __version__
+from .config import TrainConfig
+from .distributed import DistInfo, all_gather_objects, setup_distributed, teardown_distributed
+from .losses import hinge_d_loss, hinge_g_loss
+
+__all__ = ["Trainer", "TrainResult", "collate", "seed_everything"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.yaml"
+MODEL_DIR = "model"
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished (or stopped) run."""
+
+    run_dir: Path
+    step: int
+    last_metrics: dict[str, float]
+    model_dir: Path | None
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def collate(items: Any) -> Any:
+    """Stacks a list of tensors (or of dicts of tensors); passes through an already batched tensor/dict."""
+    if isinstance(items, (Tensor, dict)):
+        return items
+    first = items[0]
+    if isinstance(first, dict):
+        return {k: torch.stack([it[k] for it in items]) for k in first}
+    return torch.stack(list(items))
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _lr_lambda(cfg: TrainConfig) -> Any:
+    warm, total, floor = cfg.optim.warmup_steps, max(cfg.steps, 1), cfg.optim.min_lr_ratio
+
+    def fn(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.optim.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+class Trainer:
+    """Trains ``create_tokenizer(cfg.tokenizer, **cfg.model)`` on ``create_dataset(cfg.data.name)``.
+
+    Args:
+        config: The resolved training config.
+        resume: Continue from ``run_dir/checkpoint.pt`` when it exists.
+        force: Start afresh even if ``run_dir`` already holds a checkpoint (it is overwritten).
+        progress: Show a tqdm bar on rank 0.
+
+    Raises:
+        FileExistsError: When ``run_dir`` holds a checkpoint and neither ``resume`` nor ``force`` is set.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> None:
+        if config.optim.schedule not in ("cosine", "constant"):
+            raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {config.optim.schedule!r}")
+        config.validate_model()
+        self.cfg = config
+        self.progress = progress
+        self.run_dir = Path(config.run_dir)
+        ckpt = self.run_dir / CHECKPOINT_NAME
+        if ckpt.exists() and not (resume or force):
+            raise FileExistsError(
+                f"{str(self.run_dir)!r} already holds a checkpoint; pass --resume to continue it or --force to restart"
+            )
+        self.resume = resume and ckpt.exists()
+        if resume and not ckpt.exists():
+            logger.warning("no checkpoint in %s; starting from scratch", self.run_dir)
+
+    # ------------------------------------------------------------------------------------- set-up
+    def _build(self, info: DistInfo) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        self.model: Tokenizer = create_tokenizer(cfg.tokenizer, **cfg.model).to(info.device)
+        disc = self.model.build_discriminator()
+        self.disc: nn.Module | None = disc.to(info.device) if disc is not None else None
+        o = cfg.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
+        self.disc_opt = None
+        if self.disc is not None:
+            self.disc_opt = torch.optim.AdamW(
+                self.disc.parameters(), lr=o.disc_lr or o.lr, betas=o.betas, weight_decay=o.weight_decay
+            )
+        self.step = 0
+        if self.resume:
+            self._load_checkpoint(info)
+        self.ddp_model: nn.Module = self.model
+        self.ddp_disc: nn.Module | None = self.disc
+        if info.enabled:
+            # broadcast_buffers=False: quantizers keep their buffers (EMA statistics, k-means init) identical on
+            # every rank themselves, with their own collectives; DDP re-broadcasting rank 0's copy before each
+            # forward would be redundant at best and would race those collectives at worst.
+            kw: dict[str, Any] = {"broadcast_buffers": False, "find_unused_parameters": cfg.find_unused_parameters}
+            if info.device.type == "cuda":
+                kw["device_ids"] = [info.device.index]
+            self.ddp_model = DistributedDataParallel(self.model, **kw)
+            if self.disc is not None:
+                self.ddp_disc = DistributedDataParallel(self.disc, **kw)
+
+    def _precision(self, info: DistInfo) -> torch.dtype | None:
+        p = self.cfg.precision
+        if p == "bf16" or (p == "auto" and info.device.type == "cuda"):
+            return torch.bfloat16
+        return None
+
+    # -------------------------------------------------------------------------------- checkpoints
+    def _checkpoint_state(self, info: DistInfo) -> dict[str, Any] | None:
+        rngs = all_gather_objects(_rng_state(), info)
+        if not info.is_main:
+            return None
+        state: dict[str, Any] = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": rngs,
+            "world_size": info.world_size,
+            "config": self.cfg.to_dict(),
+            "vqtok_version": __version__,
+        }
+        if self.disc is not None and self.disc_opt is not None:
+            state["discriminator"] = self.disc.state_dict()
+            state["disc_optimizer"] = self.disc_opt.state_dict()
+        return state
+
+    def save_checkpoint(self, info: DistInfo) -> None:
+        """Writes ``checkpoint.pt`` atomically (rank 0); every rank must call it (RNG states are gathered)."""
+        state = self._checkpoint_state(info)
+        if state is not None:
+            atomic_save_torch(state, self.run_dir / CHECKPOINT_NAME)
+        if info.enabled:
+            dist.barrier()
+
+    def _load_checkpoint(self, info: DistInfo) -> None:
+        path = self.run_dir / CHECKPOINT_NAME
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
+            raise RuntimeError(f"cannot read training checkpoint {str(path)!r} (corrupt or truncated?): {err}") from err
+        saved = dict(state.get("config", {}))
+        current = self.cfg.to_dict()
+        changed = sorted(k for k in set(saved) | set(current) if k != "run_dir" and saved.get(k) != current.get(k))
+        if changed:
+            logger.warning("resuming with a config that differs from the checkpoint's in %s", changed)
+        self.model.load_checked_state_dict(state["model"], source=str(path))
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.disc is not None and self.disc_opt is not None:
+            self.disc.load_state_dict(state["discriminator"])
+            self.disc_opt.load_state_dict(state["disc_optimizer"])
+        self.step = int(state["step"])
+        rngs = state["rng"]
+        if len(rngs) == info.world_size:
+            _set_rng_state(rngs[info.rank])
+        else:
+            logger.warning("checkpoint was written by %d ranks, now %d: reseeding RNGs", len(rngs), info.world_size)
+            seed_everything(self.cfg.seed + self.step + info.rank)
+        logger.info("resumed %s at step %d", self.run_dir, self.step)
+
+    # ------------------------------------------------------------------------------------ logging
+    def _prepare_run_dir(self, info: DistInfo) -> None:
+        if not info.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(self.run_dir / CONFIG_NAME, "w") as f:
+            try:
+                import yaml
+
+                yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
+            except ImportError:
+                json.dump(self.cfg.to_dict(), f, indent=2)
+        log = self.run_dir / METRICS_NAME
+        if not log.exists():
+            return
+        # Drop lines logged after the checkpoint, so the log of a resumed run matches an uninterrupted one.
+        kept = []
+        if self.resume:
+            for line in log.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    if json.loads(line).get("step", 0) <= self.step:
+                        kept.append(line)
+        with atomic_open(log, "w") as f:
+            f.write("".join(x + "\n" for x in kept))
+
+    def _log(self, info: DistInfo, record: dict[str, float]) -> None:
+        if info.is_main:
+            with open(self.run_dir / METRICS_NAME, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # --------------------------------------------------------------------------------------- loop
+    def _batches(self, info: DistInfo) -> Iterator[Any]:
+        cfg = self.cfg
+        dataset = create_dataset(cfg.data.name, cfg.data.split, **cfg.data.kwargs)
+        sampler = StepBatchSampler(
+            len(dataset), cfg.batch_size, cfg.steps, cfg.seed, self.step, info.rank, info.world_size
+        )
+        # An explicit generator: otherwise creating the iterator draws from the global RNG, and a resumed
+        # run would draw at a different point of the stream than an uninterrupted one.
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=cfg.data.num_workers,
+            collate_fn=collate,
+            pin_memory=info.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        return iter(loader)
+
+    def fit(self, until_step: int | None = None) -> TrainResult:
+        """Runs the loop until ``cfg.steps`` (or ``until_step``, for time-boxed runs and resume tests).
+
+        Returns:
+            A :class:`TrainResult`; ``model_dir`` is set only when the run reached ``cfg.steps``.
+        """
+        info = setup_distributed(self.cfg.device)
+        try:
+            return self._fit(info, until_step)
+        finally:
+            teardown_distributed(info)
+
+    def _fit(self, info: DistInfo, until_step: int | None) -> TrainResult:
+        cfg = self.cfg
+        self._build(info)
+        self._prepare_run_dir(info)
+        end = cfg.steps if until_step is None else min(cfg.steps, until_step)
+        amp_dtype = self._precision(info)
+        meter = (
+            CodebookUsage(self.model.quantizer.codebook_size) if self.model.quantizer.codebook_size <= 1 << 24 else None
+        )
+        sums: dict[str, float] = {}
+        count = 0
+        last: dict[str, float] = {}
+        t0 = time.perf_counter()
+        bar = None
+        if self.progress and info.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=end, initial=self.step, desc="train", dynamic_ncols=True)
+        self.model.train()
+        if self.disc is not None:
+            self.disc.train()
+        batches = self._batches(info)
+        while self.step < end:
+            batch = next(batches)
+            signal, mask = (batch["signal"], batch.get("mask")) if isinstance(batch, dict) else (batch, None)
+            signal = signal.to(info.device, non_blocking=True)
+            mask = mask.to(info.device, non_blocking=True) if mask is not None else None
+            terms = self._train_step(signal, mask, amp_dtype)
+            if meter is not None:
+                try:
+                    meter.update(terms.pop("_indices"))
+                except ValueError:
+                    # Quantizers whose index entries have different ranges (anchors) are not histogrammed.
+                    meter = None
+            terms.pop("_indices", None)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            self.step += 1
+            if self.step % cfg.log_every == 0 or self.step == end:
+                last = self._reduce_logs(info, sums, count, meter)
+                last.update(step=self.step, lr=self.sched.get_last_lr()[0], time=time.perf_counter() - t0)
+                self._log(info, last)
+                sums, count = {}, 0
+                if meter is not None:
+                    meter.reset()
+                if bar is not None:
+                    bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "usage") if k in last})
+            if bar is not None:
+                bar.update(1)
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < end:
+                self.save_checkpoint(info)
+        if bar is not None:
+            bar.close()
+        self.save_checkpoint(info)
+        model_dir = None
+        if self.step >= cfg.steps:
+            model_dir = self.run_dir / MODEL_DIR
+            if info.is_main:
+                self.model.save_pretrained(model_dir)
+            if info.enabled:
+                dist.barrier()
+        return TrainResult(self.run_dir, self.step, last, model_dir, time.perf_counter() - t0)
+
+    def _train_step(self, signal: Tensor, mask: Tensor | None, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+        cfg, dev = self.cfg, signal.device.type
+        autocast = torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+        use_gan = self.disc is not None and self.step >= self.model.adversarial_start_step
+        with autocast:
+            out = self.ddp_model(signal, mask)
+            loss = out.loss
+            g_adv = None
+            if use_gan:
+                assert self.disc is not None
+                # The generator's term goes through the bare discriminator with frozen weights: its gradient
+                # must reach the decoder only, and DDP must not see a second forward of the wrapped module.
+                self.disc.requires_grad_(False)
+                g_adv = hinge_g_loss(self.disc(out.recon))
+                self.disc.requires_grad_(True)
+                loss = loss + self.model.adversarial_weight * g_adv
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else torch.zeros(())
+        )
+        self.opt.step()
+        self.sched.step()
+        terms: dict[str, Any] = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
+        if use_gan and self.ddp_disc is not None and self.disc_opt is not None:
+            with autocast:
+                # One forward over real and fake together keeps DDP at one forward per backward.
+                logits = self.ddp_disc(torch.cat([signal, out.recon.detach()]))
+                real, fake = logits.chunk(2)
+                d_loss = hinge_d_loss(real, fake)
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.disc_opt.step()
+            terms["d_loss"] = float(d_loss.detach())
+            terms["g_adv"] = float(g_adv.detach()) if g_adv is not None else 0.0
+        terms.update({k: float(v) for k, v in out.losses.items()})
+        terms.update({k: float(v) for k, v in out.metrics.items() if v.numel() == 1})
+        terms["_indices"] = out.quantizer_output.indices.detach()
+        return terms
+
+    def _reduce_logs(
+        self, info: DistInfo, sums: dict[str, float], count: int, meter: CodebookUsage | None
+    ) -> dict[str, float]:
+        keys = sorted(sums)
+        values = torch.tensor([sums[k] / max(count, 1) for k in keys], dtype=torch.float64)
+        if info.enabled:
+            dev = info.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            values = values.to(dev)
+            dist.all_reduce(values)
+            values = values.cpu() / info.world_size
+        out = {k: float(v) for k, v in zip(keys, values.tolist(), strict=True)}
+        if meter is not None:
+            stats = meter.compute()
+            out.update(usage=stats["usage"], perplexity=stats["perplexity"], dead_codes=float(stats["dead_codes"]))
+        return out
