@@ -4,6 +4,8 @@ from . import kernels as kernels
 from . import metrics as metrics
 from . import quantizers as quantizers
 from . import tokenizers as tokenizers
+from . import vectors as vectors
+from . import weights as weights
 from .quantizers import AQ as AQ
 from .quantizers import BSQ as BSQ
 from .quantizers import FSQ as FSQ
@@ -44,4 +46,6 @@ __all__ = [
     "metrics",
     "quantizers",
     "tokenizers",
+    "vectors",
+    "weights",
 ]
