@@ -9,6 +9,8 @@ from .base import QuantizerOutput as QuantizerOutput
 from .base import skip_input_checks as skip_input_checks
 
 # Importing each family registers it.
+from .anchor import AnchorQuantizer as AnchorQuantizer
+from .anchor import AnchorTokenizer as AnchorTokenizer
 from .aq import AQ as AQ
 from .bsq import BSQ as BSQ
 from .fsq import FSQ as FSQ
@@ -20,6 +22,8 @@ from .rvq import ResidualQuantizer as ResidualQuantizer
 from .vq import VQ as VQ
 
 __all__ = [
+    "AnchorQuantizer",
+    "AnchorTokenizer",
     "AQ",
     "BSQ",
     "FSQ",
