@@ -10,7 +10,10 @@ from .quantizers import AQ as AQ
 from .quantizers import BSQ as BSQ
 from .quantizers import FSQ as FSQ
 from .quantizers import LFQ as LFQ
+from .quantizers import PVQ as PVQ
 from .quantizers import VQ as VQ
+from .quantizers import AnchorQuantizer as AnchorQuantizer
+from .quantizers import AnchorTokenizer as AnchorTokenizer
 from .quantizers import GroupedResidualQuantizer as GroupedResidualQuantizer
 from .quantizers import GroupLFQ as GroupLFQ
 from .quantizers import Quantizer as Quantizer
@@ -26,11 +29,14 @@ from .version import __version__ as __version__
 
 __all__ = [
     "AQ",
+    "AnchorQuantizer",
+    "AnchorTokenizer",
     "BSQ",
     "FSQ",
     "GroupLFQ",
     "GroupedResidualQuantizer",
     "LFQ",
+    "PVQ",
     "Quantizer",
     "QuantizerOutput",
     "ResidualQuantizer",
