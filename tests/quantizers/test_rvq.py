@@ -93,6 +93,17 @@ def test_encode_num_levels_round_trip():
     assert torch.equal(q.decode(full), q(x).quantized)
 
 
+def test_empty_input_honours_num_levels():
+    q = _rvq(num_levels=4).eval()
+    empty = torch.zeros(0, 5, 8)
+    assert q.encode(empty).shape == (0, 5, 4)
+    assert q.encode(empty, num_levels=2).shape == (0, 5, 2)
+    assert q.decode(q.encode(empty, num_levels=2)).shape == (0, 5, 8)
+    with pytest.raises(ValueError, match="num_levels"):
+        q.encode(empty, num_levels=9)
+    assert _grvq().encode(torch.zeros(0, 8), num_levels=1).shape == (0, 2, 1)
+
+
 @pytest.mark.parametrize("bad", [0, 5, -1, 2.0, True, "2"])
 def test_num_levels_out_of_range_raises(bad):
     q = _rvq(num_levels=4).eval()

@@ -144,7 +144,9 @@ class Quantizer(nn.Module, ABC):
         lead = latents.shape[:-1]
         flat = latents.reshape(-1, self.dim)
         with _fp32_region(latents):
-            if flat.shape[0] == 0:
+            # Options can change the index shape (num_levels) or be invalid, so only an option-free
+            # empty batch takes the shortcut.
+            if flat.shape[0] == 0 and not options:
                 indices = torch.zeros(0, *self.index_shape, dtype=torch.long, device=latents.device)
             else:
                 indices = self._encode(flat.float(), **options)

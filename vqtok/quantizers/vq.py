@@ -44,6 +44,11 @@ class VQ(Quantizer):
     Defaults are the robust recipe: k-means++ initialisation on the first training batch, EMA
     codebook updates and dead-code restarts.
 
+    Under ``torch.distributed`` the codebook stays identical on every rank without relying on DDP's
+    buffer broadcast: EMA counts and sums are all-reduced, and k-means initialisation and dead-code
+    restarts are computed on rank 0 and broadcast. Every rank must therefore run each training
+    forward (with at least one unmasked token), as with any collective.
+
     Args:
         dim: Latent width D.
         codebook_size: Number of codes V.
