@@ -1,0 +1,645 @@
+"""Token datasets: tokenize a whole data set into deterministic, checksummed Parquet shards.
+
+Items (images, audio clips, array rows) are numbered in a fixed order and cut into shards of ``shard_size``
+consecutive items; shard ``s`` goes to rank ``s % world_size`` under ``torchrun``. Each shard is written by
+exactly one rank, with fixed Parquet settings (row-group size, zstd level, no dictionary, no timestamps), so a
+shard's bytes depend only on the items, the model and the settings, never on the number of processes: a
+2-process export and a 1-process export give byte-identical files and the same ``manifest.json``.
+
+Output directory::
+
+    data/{split}-00000-of-0000N.parquet   columns: key (str), ids (list<int32>), length (int32), shape (list<int32>)
+    .progress/fingerprint.json            what the export was started with (resuming with other settings fails)
+    .progress/00000.json                  per-shard record: file, sha256, rows, tokens; written after the shard
+    manifest.json                         written once every shard is recorded: settings, totals, per-shard sha256
+
+A shard counts as done only when its file was renamed into place *and* its record (with the file's SHA-256)
+was written afterwards, and the file still has that checksum; a killed export rerun with the same settings
+skips done shards and redoes the rest. ``ids`` are the tokenizer's indices flattened row-major (``shape``
+says how to reshape them), or, with a :class:`~vqtok.vocab.MultimodalVocab`, the ids of one complete media
+segment (``<image> ... </image>``) ready to be spliced into language-model sequences.
+
+The ``data/{split}-*.parquet`` names follow the Hugging Face Hub layout, so
+``datasets.load_dataset("parquet", data_files=f"{out}/data/*.parquet")`` (or ``load_dataset(out)``) reads the
+export directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..tokenizers import Tokenizer
+from ..tokenizers._pretrained import atomic_open
+
+if TYPE_CHECKING:
+    from ..vocab import MultimodalVocab
+
+__all__ = [
+    "ExportResult",
+    "ExportSource",
+    "ArraySource",
+    "DatasetSource",
+    "FolderSource",
+    "ParquetSource",
+    "export_tokens",
+    "open_source",
+    "read_wav",
+    "sha256_file",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "vqtok-token-export"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PROGRESS_DIR = ".progress"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+AUDIO_SUFFIXES = (".wav",)
+# Fixed writer settings: part of the fingerprint, because any change alters the shard bytes.
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": False,
+    "write_statistics": True,
+    "data_page_size": 1 << 20,
+    "version": "2.6",
+}
+
+
+# ----------------------------------------------------------------------------------------------- sources
+class ExportSource:
+    """An ordered, indexable collection of single examples with stable string keys.
+
+    Subclasses set ``description`` (recorded in the fingerprint) and implement ``__len__``, ``key`` and
+    ``load`` (one example without the batch dimension, e.g. ``(C, H, W)`` float).
+    """
+
+    description: dict[str, Any]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def key(self, index: int) -> str:
+        raise NotImplementedError
+
+    def load(self, index: int) -> Tensor:
+        raise NotImplementedError
+
+    def load_many(self, indices: Sequence[int]) -> list[Tensor]:
+        """Several examples; sources with a batched fetch override this."""
+        return [self.load(i) for i in indices]
+
+
+class DatasetSource(ExportSource):
+    """A built-in data set from :func:`vqtok.data.create_dataset`; keys are ``name/split/index``.
+
+    Args:
+        name: Registered data set name.
+        split: ``"train"`` or ``"test"``.
+        **kwargs: Passed to the data set factory.
+    """
+
+    def __init__(self, name: str, split: str = "train", **kwargs: Any) -> None:
+        from ._registry import create_dataset
+
+        self.dataset = create_dataset(name, split, **kwargs)
+        self.name, self.split = name, split
+        self.description = {"kind": "dataset", "name": name, "split": split, "kwargs": kwargs}
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def key(self, index: int) -> str:
+        return f"{self.name}/{self.split}/{index}"
+
+    def load(self, index: int) -> Tensor:
+        return self.dataset[index]
+
+    def load_many(self, indices: Sequence[int]) -> list[Tensor]:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        return list(getitems(list(indices))) if getitems is not None else super().load_many(indices)
+
+
+class ArraySource(ExportSource):
+    """Rows of an ``.npy`` array ``(N, ...)`` (uint8 scaled by 1/255); keys are ``file:index``.
+
+    Args:
+        path: The ``.npy`` file; read memory-mapped.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        if self.array.ndim < 2:
+            raise ValueError(f"{str(self.path)!r}: expected an array (N, ...) of examples, got {self.array.shape}")
+        self.description = {"kind": "npy", "name": self.path.name, "shape": list(self.array.shape)}
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def key(self, index: int) -> str:
+        return f"{self.path.name}:{index}"
+
+    def load(self, index: int) -> Tensor:
+        return _to_float(np.array(self.array[index]))
+
+
+class FolderSource(ExportSource):
+    """Image and ``.wav`` files under a folder, recursively, in sorted order; keys are relative paths.
+
+    Args:
+        root: The folder.
+        channels: Image channels the tokenizer expects (1 -> greyscale, 3 -> RGB).
+        sample_rate: When set, ``.wav`` files at another rate are rejected (no resampling is done).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], channels: int = 3, sample_rate: int | None = None) -> None:
+        self.root = Path(root)
+        suffixes = IMAGE_SUFFIXES + AUDIO_SUFFIXES
+        self.files = sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        )
+        if not self.files:
+            raise FileNotFoundError(f"no image or .wav files under {str(self.root)!r}")
+        self.channels, self.sample_rate = channels, sample_rate
+        self.description = {"kind": "folder", "name": self.root.name, "num_files": len(self.files)}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def key(self, index: int) -> str:
+        return self.files[index]
+
+    def load(self, index: int) -> Tensor:
+        return _decode_media_bytes((self.root / self.files[index]).read_bytes(), self.channels, self.sample_rate)
+
+
+class ParquetSource(ExportSource):
+    """Rows of a Parquet file.
+
+    The ``column`` holds either encoded files (a struct with a ``bytes`` field, as Hugging Face ``datasets``
+    stores ``Image``/``Audio`` features, or raw binary) or numbers (a list column, reshaped with an
+    optional ``shape`` list column). Keys come from a ``key`` column when present, else ``file:index``.
+
+    Args:
+        path: The Parquet file.
+        column: Column holding the signals.
+        channels: Image channels the tokenizer expects.
+        sample_rate: Required sample rate of encoded audio, when known.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        column: str = "signal",
+        channels: int = 3,
+        sample_rate: int | None = None,
+    ) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self.table = pq.read_table(self.path, memory_map=True)
+        if column not in self.table.column_names:
+            raise ValueError(f"{str(self.path)!r} has no column {column!r}; columns: {self.table.column_names}")
+        self.column = self.table.column(column)
+        self.shapes = self.table.column("shape") if "shape" in self.table.column_names else None
+        self.keys = self.table.column("key") if "key" in self.table.column_names else None
+        self.channels, self.sample_rate = channels, sample_rate
+        self.description = {"kind": "parquet", "name": self.path.name, "column": column, "rows": self.table.num_rows}
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def key(self, index: int) -> str:
+        return str(self.keys[index].as_py()) if self.keys is not None else f"{self.path.name}:{index}"
+
+    def load(self, index: int) -> Tensor:
+        value = self.column[index].as_py()
+        if isinstance(value, dict):
+            value = value.get("bytes")
+        if isinstance(value, (bytes, bytearray)):
+            return _decode_media_bytes(bytes(value), self.channels, self.sample_rate)
+        if value is None:
+            raise ValueError(f"{str(self.path)!r} row {index}: empty value")
+        arr = np.asarray(value, dtype=np.float32)
+        if self.shapes is not None:
+            arr = arr.reshape(self.shapes[index].as_py())
+        return torch.from_numpy(arr)
+
+
+def open_source(
+    spec: str,
+    split: str = "train",
+    channels: int = 3,
+    sample_rate: int | None = None,
+    column: str = "signal",
+) -> ExportSource:
+    """A source from a command-line spec: a folder, a ``.npy``/``.parquet`` file, or a built-in data set name.
+
+    Raises:
+        ValueError: When ``spec`` is none of these.
+    """
+    from ._registry import list_datasets
+
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path, channels=channels, sample_rate=sample_rate)
+    if path.is_file() and path.suffix == ".npy":
+        return ArraySource(path)
+    if path.is_file() and path.suffix == ".parquet":
+        return ParquetSource(path, column=column, channels=channels, sample_rate=sample_rate)
+    if spec in list_datasets():
+        return DatasetSource(spec, split)
+    raise ValueError(
+        f"input {spec!r} is not a folder, a .npy or .parquet file, or a built-in data set "
+        f"({', '.join(list_datasets())})"
+    )
+
+
+def _to_float(arr: np.ndarray) -> Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
+
+def read_wav(data: bytes, sample_rate: int | None = None) -> Tensor:
+    """Decodes PCM ``.wav`` bytes (8/16/32-bit) to float ``(C, T)`` in ``[-1, 1]``.
+
+    Raises:
+        ValueError: On an unsupported sample width or a sample rate other than ``sample_rate``.
+    """
+    with wave.open(io.BytesIO(data)) as w:
+        rate, channels, width, frames = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+        raw = w.readframes(frames)
+    if sample_rate is not None and rate != sample_rate:
+        raise ValueError(f"audio at {rate} Hz, but the tokenizer expects {sample_rate} Hz (resample it first)")
+    if width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif width == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648.0
+    else:
+        raise ValueError(f"unsupported .wav sample width {8 * width} bits (8, 16 or 32 are read)")
+    return torch.from_numpy(x.reshape(-1, channels).T.copy())
+
+
+def _decode_media_bytes(data: bytes, channels: int, sample_rate: int | None) -> Tensor:
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return read_wav(data, sample_rate)
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data)).convert("L" if channels == 1 else "RGB")
+    x = _to_float(np.array(img))
+    return x[None] if x.ndim == 2 else x.permute(2, 0, 1)
+
+
+# ------------------------------------------------------------------------------------------------ export
+@dataclass
+class ExportResult:
+    """What :func:`export_tokens` did on this rank.
+
+    Attributes:
+        out_dir: The output directory.
+        num_shards: Shards of the whole export.
+        written: Shards this rank wrote in this call.
+        skipped: Shards of this rank found complete and skipped.
+        complete: True when every shard is recorded and ``manifest.json`` is written.
+        items: Items tokenized by this rank in this call.
+        tokens: Ids written by this rank in this call.
+        seconds: Wall time of this call.
+        manifest: The manifest, when complete.
+    """
+
+    out_dir: Path
+    num_shards: int
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    complete: bool = False
+    items: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    manifest: dict[str, Any] | None = None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_digest(model: Tokenizer | MultimodalVocab) -> str:
+    """Hash of the weights and config, so that resuming with another model is refused."""
+    h = hashlib.sha256()
+    tokenizers = model.tokenizers if not isinstance(model, Tokenizer) else {"": model}
+    if not isinstance(model, Tokenizer):
+        h.update(json.dumps(model.config(), sort_keys=True).encode())
+        h.update(model.text.to_str().encode())
+    for name, tok in tokenizers.items():
+        h.update(name.encode())
+        h.update(json.dumps({"arch": tok.architecture, "config": tok.config.to_dict()}, sort_keys=True).encode())
+        for key, value in sorted(tok.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    import torch.distributed as dist
+
+    # Ranks given by hand (tests, external schedulers) have no process group to wait on.
+    if world > 1 and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_open(path, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def export_tokens(
+    source: ExportSource,
+    model: Tokenizer | MultimodalVocab,
+    out_dir: str | os.PathLike[str],
+    modality: str | None = None,
+    split: str = "train",
+    shard_size: int = 4096,
+    batch_size: int = 256,
+    row_group_size: int = 1024,
+    device: str | torch.device = "cpu",
+    force: bool = False,
+    max_shards: int | None = None,
+    progress: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> ExportResult:
+    """Tokenizes ``source`` into Parquet shards under ``out_dir`` (format in the module docstring).
+
+    Under ``torchrun`` (an initialised default process group) each rank writes shards ``s`` with
+    ``s % world_size == rank``, then rank 0 writes the manifest. Rerunning with the same arguments resumes.
+
+    Args:
+        source: The items to tokenize.
+        model: A tokenizer (ids = its flattened indices) or a :class:`~vqtok.vocab.MultimodalVocab` (ids = one
+            media segment per item).
+        out_dir: Output directory.
+        modality: With a vocabulary: which of its modalities ``source`` holds (may be left out when it has one).
+        split: Split name used in the shard file names.
+        shard_size: Items per shard.
+        batch_size: Items per tokenizer call (items of different shapes are batched separately).
+        row_group_size: Parquet rows per row group.
+        device: Where the tokenizer runs.
+        force: Delete a previous export in ``out_dir`` that was made with other settings, instead of failing.
+        max_shards: Stop after writing this many shards on this rank (time-boxed runs); ``None`` for all.
+        progress: Show a tqdm bar on rank 0.
+        rank: Override the process group's rank (for tests); ``None`` reads it from ``torch.distributed``.
+        world_size: Override the process group's size, with ``rank``.
+
+    Returns:
+        An :class:`ExportResult` for this rank.
+
+    Raises:
+        ValueError: On bad sizes, an unknown modality, or an existing export in ``out_dir`` made with other
+            settings (without ``force``).
+    """
+    from tqdm.auto import tqdm
+
+    start_time = time.perf_counter()
+    if shard_size < 1 or batch_size < 1 or row_group_size < 1:
+        raise ValueError("shard_size, batch_size and row_group_size must be >= 1")
+    if rank is None or world_size is None:
+        rank, world_size = _dist_rank_world()
+    out = Path(out_dir)
+    encode, model_desc = _make_encoder(model, modality, torch.device(device))
+    num_items = len(source)
+    num_shards = max(1, math.ceil(num_items / shard_size))
+    keys_digest = hashlib.sha256("\n".join(source.key(i) for i in range(num_items)).encode()).hexdigest()
+    fingerprint = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "source": source.description,
+        "num_items": num_items,
+        "keys_sha256": keys_digest,
+        "model": model_desc,
+        "split": split,
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "row_group_size": row_group_size,
+        "parquet": PARQUET_OPTIONS,
+        "device_type": torch.device(device).type,
+    }
+    progress_dir = out / PROGRESS_DIR
+    previous = _read_json(progress_dir / "fingerprint.json")
+    stale = previous is not None and previous != fingerprint
+    if stale and not force:
+        raise ValueError(
+            f"{str(out)!r} holds an export made with other settings, model or inputs; pass force=True "
+            "(--force) to replace it, or choose another output directory"
+        )
+    if rank == 0:
+        if stale or force:
+            for path in (out / "data", progress_dir):
+                shutil.rmtree(path, ignore_errors=True)
+            (out / MANIFEST_NAME).unlink(missing_ok=True)
+        progress_dir.mkdir(parents=True, exist_ok=True)
+        (out / "data").mkdir(parents=True, exist_ok=True)
+        if previous is None or stale or force:
+            _write_json(progress_dir / "fingerprint.json", fingerprint)
+    _barrier(world_size)
+
+    result = ExportResult(out_dir=out, num_shards=num_shards)
+    mine = [s for s in range(num_shards) if s % world_size == rank]
+    todo = [s for s in mine if not _shard_done(out, s)]
+    result.skipped = [s for s in mine if s not in todo]
+    if max_shards is not None:
+        todo = todo[:max_shards]
+    total = sum(min(shard_size, num_items - s * shard_size) for s in todo)
+    bar = tqdm(total=total, unit="item", desc=f"export {split}", disable=not progress or rank != 0)
+    for s in todo:
+        items = range(s * shard_size, min(num_items, (s + 1) * shard_size))
+        record = _write_shard(out, s, num_shards, split, source, items, encode, batch_size, row_group_size, bar)
+        result.written.append(s)
+        result.items += record["num_rows"]
+        result.tokens += record["num_tokens"]
+    bar.close()
+    _barrier(world_size)
+
+    records = [_read_json(progress_dir / f"{s:05d}.json") for s in range(num_shards)]
+    if all(r is not None for r in records):
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "fingerprint": fingerprint,
+            "num_items": num_items,
+            "num_tokens": sum(r["num_tokens"] for r in records),  # type: ignore[index]
+            "num_shards": num_shards,
+            "columns": {"key": "string", "ids": "list<int32>", "length": "int32", "shape": "list<int32>"},
+            "shards": records,
+        }
+        if rank == 0:
+            _write_json(out / MANIFEST_NAME, manifest)
+        result.complete, result.manifest = True, manifest
+    _barrier(world_size)
+    result.seconds = time.perf_counter() - start_time
+    logger.info(
+        "rank %d: wrote %d shard(s), skipped %d, %d items, %d tokens in %.1f s",
+        rank,
+        len(result.written),
+        len(result.skipped),
+        result.items,
+        result.tokens,
+        result.seconds,
+    )
+    return result
+
+
+def _shard_name(split: str, s: int, num_shards: int) -> str:
+    return f"data/{split}-{s:05d}-of-{num_shards:05d}.parquet"
+
+
+def _shard_done(out: Path, s: int) -> bool:
+    record = _read_json(out / PROGRESS_DIR / f"{s:05d}.json")
+    if record is None:
+        return False
+    path = out / record.get("file", "")
+    return path.is_file() and sha256_file(path) == record.get("sha256")
+
+
+Encoder = Callable[[Tensor], tuple[list[np.ndarray], list[tuple[int, ...]]]]
+
+
+def _make_encoder(
+    model: Tokenizer | MultimodalVocab, modality: str | None, device: torch.device
+) -> tuple[Encoder, dict[str, Any]]:
+    """``encode(batch (B, ...)) -> (ids per item, index shape per item)`` and the model's description."""
+    if isinstance(model, Tokenizer):
+        tok = model.eval().to(device)
+        desc = {"kind": "tokenizer", "architecture": tok.architecture, "sha256": _model_digest(tok)}
+
+        def encode(batch: Tensor) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
+            indices = tok.encode(batch.to(device)).cpu()
+            flat = indices.reshape(indices.shape[0], -1).numpy().astype(np.int32)
+            return list(flat), [tuple(indices.shape[1:])] * indices.shape[0]
+
+        return encode, desc
+
+    names = list(model.tokenizers)
+    if modality is None:
+        if len(names) != 1:
+            raise ValueError(f"the vocabulary has modalities {names}; say which one the input holds")
+        modality = names[0]
+    if modality not in model.tokenizers:
+        raise ValueError(f"unknown modality {modality!r}; the vocabulary has {names}")
+    vocab, tok = model, model.tokenizers[modality].eval().to(device)
+    desc = {"kind": "vocab", "modality": modality, "sha256": _model_digest(vocab)}
+
+    def encode_vocab(batch: Tensor) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
+        indices = tok.encode(batch.to(device)).cpu()
+        ids = [vocab.encode_indices(modality, indices[b]).numpy().astype(np.int32) for b in range(indices.shape[0])]
+        return ids, [tuple(indices.shape[1:])] * indices.shape[0]
+
+    return encode_vocab, desc
+
+
+def _encode_items(
+    source: ExportSource, items: Sequence[int], encode: Encoder, batch_size: int, bar: Any
+) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
+    ids: list[np.ndarray] = [np.zeros(0, np.int32)] * len(items)
+    shapes: list[tuple[int, ...]] = [()] * len(items)
+    for start in range(0, len(items), batch_size):
+        chunk = list(items[start : start + batch_size])
+        signals = source.load_many(chunk)
+        # Same-shape items share a tokenizer call; results go back to their own rows.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for j, x in enumerate(signals):
+            groups.setdefault(tuple(x.shape), []).append(j)
+        for members in groups.values():
+            out_ids, out_shapes = encode(torch.stack([signals[j] for j in members]))
+            for j, row, shape in zip(members, out_ids, out_shapes, strict=True):
+                ids[start + j], shapes[start + j] = row, shape
+        bar.update(len(chunk))
+    return ids, shapes
+
+
+def _write_shard(
+    out: Path,
+    s: int,
+    num_shards: int,
+    split: str,
+    source: ExportSource,
+    items: range,
+    encode: Encoder,
+    batch_size: int,
+    row_group_size: int,
+    bar: Any,
+) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids, shapes = _encode_items(source, items, encode, batch_size, bar)
+    lengths = np.array([len(r) for r in ids], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
+    flat = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
+    table = pa.table(
+        {
+            "key": pa.array([source.key(i) for i in items], pa.string()),
+            "ids": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.int32())),
+            "length": pa.array(lengths, pa.int32()),
+            "shape": pa.array([list(sh) for sh in shapes], pa.list_(pa.int32())),
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=row_group_size, **PARQUET_OPTIONS)
+    data = buf.getvalue()
+    name = _shard_name(split, s, num_shards)
+    with atomic_open(out / name, "wb") as f:
+        f.write(data)
+    # The record comes after the rename: a record always describes a file that is fully in place.
+    record = {
+        "shard": s,
+        "file": name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "num_rows": len(items),
+        "num_tokens": int(lengths.sum()),
+        "first_key": source.key(items[0]) if len(items) else None,
+    }
+    _write_json(out / PROGRESS_DIR / f"{s:05d}.json", record)
+    return record
