@@ -10,11 +10,11 @@ import argparse
 import logging
 import sys
 
-from . import bench, codec, demo, evaluate, listing, train
+from . import bench, codec, demo, evaluate, export, listing, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (train, codec, evaluate, demo, bench, listing)
+_COMMANDS = (train, codec, evaluate, demo, bench, listing, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
