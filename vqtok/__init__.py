@@ -5,6 +5,7 @@ from . import metrics as metrics
 from . import quantizers as quantizers
 from . import tokenizers as tokenizers
 from . import vectors as vectors
+from . import vocab as vocab
 from . import weights as weights
 from .quantizers import AQ as AQ
 from .quantizers import BSQ as BSQ
@@ -26,6 +27,7 @@ from .tokenizers import TokenizerOutput as TokenizerOutput
 from .tokenizers import create_tokenizer as create_tokenizer
 from .tokenizers import list_tokenizers as list_tokenizers
 from .version import __version__ as __version__
+from .vocab import MultimodalVocab as MultimodalVocab
 
 __all__ = [
     "AQ",
@@ -41,6 +43,7 @@ __all__ = [
     "QuantizerOutput",
     "ResidualQuantizer",
     "VQ",
+    "MultimodalVocab",
     "Tokenizer",
     "TokenizerOutput",
     "__version__",
@@ -53,5 +56,6 @@ __all__ = [
     "quantizers",
     "tokenizers",
     "vectors",
+    "vocab",
     "weights",
 ]
