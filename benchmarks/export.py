@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -119,7 +120,7 @@ def main() -> None:
                 )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"vqtok": vqtok.__version__, "torch": torch.__version__, "machine": platform.machine(),
-            "cpus": torch.get_num_threads()}  # fmt: skip
+            "cpus": os.cpu_count()}  # fmt: skip
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
