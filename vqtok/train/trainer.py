@@ -16,6 +16,7 @@ moments, schedule, the RNG of every rank) and restarts the data order at the sav
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -50,6 +51,14 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.yaml"
 MODEL_DIR = "model"
+
+# Newer torch renames DDP's `broadcast_buffers` to `forward_sync_buffers` (the one-off sync at construction stays,
+# which is harmless: every rank builds the model from the same seed).
+_NO_FORWARD_BUFFER_SYNC = (
+    "forward_sync_buffers"
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else "broadcast_buffers"
+)
 
 
 @dataclass
@@ -160,10 +169,10 @@ class Trainer:
         self.ddp_model: nn.Module = self.model
         self.ddp_disc: nn.Module | None = self.disc
         if info.enabled:
-            # broadcast_buffers=False: quantizers keep their buffers (EMA statistics, k-means init) identical on
+            # No per-forward buffer broadcast: quantizers keep their buffers (EMA statistics, k-means init) identical on
             # every rank themselves, with their own collectives; DDP re-broadcasting rank 0's copy before each
             # forward would be redundant at best and would race those collectives at worst.
-            kw: dict[str, Any] = {"broadcast_buffers": False, "find_unused_parameters": cfg.find_unused_parameters}
+            kw: dict[str, Any] = {_NO_FORWARD_BUFFER_SYNC: False, "find_unused_parameters": cfg.find_unused_parameters}
             if info.device.type == "cuda":
                 kw["device_ids"] = [info.device.index]
             self.ddp_model = DistributedDataParallel(self.model, **kw)

@@ -1,0 +1,146 @@
+"""Speech data sets served as fixed-length float waveform segments ``(C, T)`` in ``[-1, 1]``.
+
+* ``asterisk_en``: the English voice prompts of the Asterisk PBX (Allison Smith's recordings, CC BY-SA 3.0),
+  as installed by the Debian package ``asterisk-core-sounds-en-wav`` under ``/usr/share/asterisk/sounds/en``
+  (override with ``VQTOK_ASTERISK_SOUNDS_DIR``). Only the top-level ``*.wav`` files are used: 358 mono
+  16-bit 8 kHz prompts, about 21 minutes. A file goes to the test split when the first byte of the SHA-1
+  of its name is below 10% of 256, so the split is stable across machines and package versions.
+
+Files are read with the standard library's :mod:`wave` module (16-bit PCM only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ._registry import register_dataset
+
+__all__ = ["AudioSegmentDataset", "asterisk_en", "is_test_file", "read_wav"]
+
+ASTERISK_DIR = "/usr/share/asterisk/sounds/en"
+ASTERISK_APT = "asterisk-core-sounds-en-wav"
+TEST_FRACTION = 0.1
+
+
+def read_wav(path: str | os.PathLike[str]) -> tuple[Tensor, int]:
+    """Reads a 16-bit PCM WAV file.
+
+    Returns:
+        ``(waveform (C, T) float32 in [-1, 1], sample_rate)``.
+
+    Raises:
+        ValueError: When the file is not 16-bit PCM.
+    """
+    with wave.open(str(path), "rb") as f:
+        if f.getsampwidth() != 2:
+            raise ValueError(f"{str(path)!r}: only 16-bit PCM is supported, got {8 * f.getsampwidth()}-bit")
+        channels, rate = f.getnchannels(), f.getframerate()
+        raw = f.readframes(f.getnframes())
+    data = np.frombuffer(raw, dtype="<i2").reshape(-1, channels).T.astype(np.float32) / 32768.0
+    return torch.from_numpy(np.ascontiguousarray(data)), rate
+
+
+def is_test_file(name: str, fraction: float = TEST_FRACTION) -> bool:
+    """Deterministic held-out assignment of a file by the SHA-1 of its base name."""
+    return hashlib.sha1(Path(name).name.encode()).digest()[0] < round(256 * fraction)
+
+
+class AudioSegmentDataset(Dataset):
+    """Whole recordings cut into fixed-length segments.
+
+    Items are ``(C, segment)`` float32. The whole files stay available in ``waveforms`` (with ``names``)
+    for file-level evaluation at their natural lengths.
+
+    Args:
+        waveforms: ``(C, T_i)`` recordings at ``sample_rate``.
+        names: One name per recording.
+        sample_rate: Hz.
+        segment: Samples per item.
+        hop: Samples between segment starts (``segment``: no overlap). A leftover tail of at least half a
+            segment gets one more segment aligned to the recording's end (zero-padded if the recording is
+            shorter than ``segment``).
+    """
+
+    def __init__(self, waveforms: list[Tensor], names: list[str], sample_rate: int, segment: int, hop: int) -> None:
+        if segment < 1 or hop < 1:
+            raise ValueError(f"segment and hop must be positive, got {segment} and {hop}")
+        self.waveforms = waveforms
+        self.names = names
+        self.sample_rate = sample_rate
+        self.segment = segment
+        spans: list[tuple[int, int]] = []
+        for i, wav in enumerate(waveforms):
+            length = wav.shape[-1]
+            starts = list(range(0, length - segment + 1, hop))
+            covered = starts[-1] + segment if starts else 0
+            if length - covered >= segment // 2:
+                # The tail gets one segment aligned to the end (zero-padded when the file is short).
+                starts.append(max(0, length - segment))
+            spans += [(i, s) for s in starts]
+        self.spans = spans
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, index: int) -> Tensor:
+        i, start = self.spans[index]
+        piece = self.waveforms[i][:, start : start + self.segment]
+        if piece.shape[-1] < self.segment:
+            piece = torch.nn.functional.pad(piece, (0, self.segment - piece.shape[-1]))
+        return piece
+
+
+@register_dataset("asterisk_en")
+def asterisk_en(
+    split: str = "train",
+    root: str | None = None,
+    segment_seconds: float = 1.0,
+    overlap: float = 0.5,
+) -> AudioSegmentDataset:
+    """Asterisk English prompts, 8 kHz mono; ``(1, segment)`` items.
+
+    Args:
+        split: ``"train"`` (90% of files) or ``"test"`` (10%, chosen by :func:`is_test_file`).
+        root: Directory of the ``*.wav`` prompts (default ``$VQTOK_ASTERISK_SOUNDS_DIR`` or the Debian path).
+        segment_seconds: Length of one item.
+        overlap: Fraction of a segment shared by consecutive items in the training split (the test split
+            never overlaps).
+
+    Raises:
+        FileNotFoundError: When the prompts are missing; names the apt package to install.
+        ValueError: On a bad split, segment length or overlap, or mixed sample rates.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    directory = Path(root or os.environ.get("VQTOK_ASTERISK_SOUNDS_DIR", ASTERISK_DIR))
+    files = sorted(directory.glob("*.wav")) if directory.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no Asterisk prompts (*.wav) in {str(directory)!r}. Install them with "
+            f"`sudo apt-get install {ASTERISK_APT}` (Debian/Ubuntu), or set VQTOK_ASTERISK_SOUNDS_DIR to a "
+            "directory of 16-bit PCM WAV files"
+        )
+    chosen = [f for f in files if is_test_file(f.name) == (split == "test")]
+    waveforms, rates = [], set()
+    for f in chosen:
+        wav, rate = read_wav(f)
+        waveforms.append(wav)
+        rates.add(rate)
+    if len(rates) > 1:
+        raise ValueError(f"{str(directory)!r} mixes sample rates {sorted(rates)}")
+    rate = rates.pop() if rates else 8000
+    segment = int(round(segment_seconds * rate))
+    if segment < 1:
+        raise ValueError(f"segment_seconds={segment_seconds} is shorter than one sample")
+    hop = segment if split == "test" else max(1, int(round(segment * (1 - overlap))))
+    return AudioSegmentDataset(waveforms, [f.name for f in chosen], rate, segment, hop)
