@@ -112,7 +112,14 @@ def kmeans(
         n = max_points
     x = x.float()
     weights = None if weights is None else weights.float()
-    c = kmeans_plusplus(x, k, g, weights) if init is None else init.float().clone()
+    if init is None:
+        # Seeding is k sequential passes; on a subsample it costs O(k * seed_points) instead of O(k * N).
+        sub = torch.arange(n, device=x.device)
+        if n > max(8 * k, 8192):
+            sub = torch.randperm(n, generator=g)[: max(8 * k, 8192)].to(x.device)
+        c = kmeans_plusplus(x[sub], k, g, None if weights is None else weights[sub])
+    else:
+        c = init.float().clone()
     for _ in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
         dist, idx = assign(x, c, weights)
         if weights is None:

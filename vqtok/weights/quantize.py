@@ -122,7 +122,8 @@ def quantize_linear(
     vector_len: int = 4,
     outlier_frac: float = 0.0,
     codebook_dtype: torch.dtype = torch.float16,
-    kmeans_iters: int = 20,
+    kmeans_iters: int = 15,
+    max_points: int | None = 16384,
     seed: int = 0,
 ) -> VQLinear:
     """Quantizes one linear layer.
@@ -135,6 +136,8 @@ def quantize_linear(
         outlier_frac: Fraction of each row's weights kept exactly (fp16 value + column index).
         codebook_dtype: ``torch.float16`` or ``torch.bfloat16``.
         kmeans_iters: Lloyd iterations per stage.
+        max_points: Fit each codebook on at most this many vectors (all vectors are then assigned);
+            ``None`` uses all.
         seed: k-means++ seed.
 
     Returns:
@@ -173,7 +176,7 @@ def quantize_linear(
     ).to(device)
     residual = vecs.clone()
     for s, k in enumerate(sizes):
-        books = rnd(kmeans(residual, k, iters=kmeans_iters, seed=seed + s, weights=vec_w))
+        books = rnd(kmeans(residual, k, iters=kmeans_iters, seed=seed + s, weights=vec_w, max_points=max_points))
         _, idx = assign(residual, books, vec_w)
         residual -= books[idx]
         vq.codebooks[s].copy_(books)
@@ -196,7 +199,8 @@ def quantize_model(
     vector_len: int = 4,
     outlier_frac: float = 0.0,
     codebook_dtype: torch.dtype = torch.float16,
-    kmeans_iters: int = 20,
+    kmeans_iters: int = 15,
+    max_points: int | None = 16384,
     skip: Iterable[str] = (),
     seed: int = 0,
     progress: bool = True,
@@ -211,6 +215,7 @@ def quantize_model(
         outlier_frac: Fraction of each row kept exactly.
         codebook_dtype: ``torch.float16`` or ``torch.bfloat16``.
         kmeans_iters: Lloyd iterations per stage.
+        max_points: Vectors each codebook is fitted on (see :func:`quantize_linear`).
         skip: Module names to leave alone.
         seed: k-means++ seed.
         progress: Show a progress bar over layers.
@@ -238,6 +243,7 @@ def quantize_model(
                 outlier_frac=outlier_frac,
                 codebook_dtype=codebook_dtype,
                 kmeans_iters=kmeans_iters,
+                max_points=max_points,
                 seed=seed,
             )
         except ValueError as err:
