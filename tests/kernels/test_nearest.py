@@ -1,0 +1,302 @@
+"""Equivalence of :func:`vqtok.kernels.nearest` with slow fp64 references.
+
+Tolerance policy: the kernel returns the argmin of fp32 distances, so against the fp64 reference the
+chosen code's exact distance may exceed the exact minimum by at most the fp32 rounding of the
+distance computation, bounded here by ``_TOL * (||x||^2 + max ||c||^2)`` with ``_TOL = 1e-5``
+(``D * eps32`` for the largest D used, with margin); whenever the exact gap between the best and
+second-best code exceeds that bound, the indices must be identical. Integer-valued inputs make fp32
+arithmetic exact, so the tie tests compare indices exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vqtok.kernels import nearest
+from vqtok.testing import test_device
+
+_TOL = 1e-5
+_DEVICE = test_device()
+# Small tiles force many tiles, ragged edges and both the sparse and the dense index paths.
+_TILES = [(512, 2048), (7, 33), (64, 5)]
+
+
+def _reference(x: torch.Tensor, c: torch.Tensor, metric: str) -> torch.Tensor:
+    """``(N, K)`` fp64 distances."""
+    x, c = x.double(), c.double()
+    if metric == "cosine":
+        return 1.0 - F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).T
+    if metric == "ip":
+        return -(x @ c.T)
+    return (x * x).sum(-1, keepdim=True) - 2 * x @ c.T + (c * c).sum(-1)
+
+
+def _lexsort_topk(ref: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k smallest per row ordered by (distance, index)."""
+    return torch.sort(ref, dim=1, stable=True).indices[:, :k]
+
+
+def _assert_matches_reference(x: torch.Tensor, c: torch.Tensor, metric: str, dist: torch.Tensor, idx: torch.Tensor):
+    ref = _reference(x.cpu(), c.cpu(), metric)
+    dist, idx = dist.cpu(), idx.cpu()
+    best2, top2 = ref.topk(2, dim=1, largest=False)
+    # fp32 error of a distance scales with the norms involved: the latent and the competing codes.
+    xs, cs = x.double().cpu(), c.double().cpu()
+    if metric == "cosine":
+        scale = torch.ones(x.shape[0], dtype=torch.float64)
+    else:
+        c_sq = (cs**2).sum(-1)
+        c_scale = torch.maximum(c_sq[idx], c_sq[top2].amax(1))
+        x_sq = (xs**2).sum(-1)
+        scale = x_sq + c_scale if metric == "l2" else (x_sq * c_scale).sqrt()
+    tol = _TOL * scale
+    best2 = ref.topk(2, dim=1, largest=False).values
+    chosen = ref.gather(1, idx[:, None])[:, 0]
+    assert (chosen - best2[:, 0] <= tol).all(), "returned code is not within fp32 error of the exact minimum"
+    clear = best2[:, 1] - best2[:, 0] > 2 * tol
+    assert clear.float().mean() > 0.5, "test data has too many near ties to be meaningful"
+    assert torch.equal(idx[clear], ref.argmin(1)[clear])
+    assert ((dist.double() - chosen).abs() <= tol).all()
+    assert dist.dtype == torch.float32 and idx.dtype == torch.int64
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+@pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
+def test_random_matches_fp64_reference(metric: str, tiles: tuple[int, int]):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(201, 24, generator=g).to(_DEVICE)
+    c = torch.randn(317, 24, generator=g).to(_DEVICE)
+    dist, idx = nearest(x, c, metric, tile_n=tiles[0], tile_k=tiles[1])
+    assert dist.shape == idx.shape == (201,)
+    _assert_matches_reference(x, c, metric, dist, idx)
+
+
+@pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
+def test_clustered_inputs_find_their_centre(tiles: tuple[int, int]):
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(300, 16, generator=g) * 10
+    owner = torch.randint(0, 300, (400,), generator=g)
+    x = centres[owner] + 0.01 * torch.randn(400, 16, generator=g)
+    dist, idx = nearest(x.to(_DEVICE), centres.to(_DEVICE), tile_n=tiles[0], tile_k=tiles[1])
+    assert torch.equal(idx.cpu(), owner)
+    _assert_matches_reference(x, centres, "l2", dist, idx)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+@pytest.mark.parametrize("k", [2, 5])
+def test_topk_matches_reference_order(metric: str, k: int):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(100, 12, generator=g)
+    c = torch.randn(90, 12, generator=g)
+    for tiles in _TILES:
+        dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1])
+        assert dist.shape == idx.shape == (100, k)
+        ref = _reference(x, c, metric)
+        ref_sorted = ref.sort(dim=1).values[:, :k]
+        assert torch.allclose(dist.cpu().double(), ref_sorted, atol=1e-4, rtol=1e-4)
+        assert (dist[:, 1:] >= dist[:, :-1]).all()
+        # Random data: no near ties at this size, so the index lists are identical.
+        assert torch.equal(idx.cpu(), _lexsort_topk(ref, k))
+
+
+def _tie_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """Small integer coordinates: fp32 distances are exact and ties are plentiful."""
+    g = torch.Generator().manual_seed(3)
+    c = torch.randint(-2, 3, (70, 4), generator=g).float()
+    c[40:60] = c[:20]  # duplicate codes at higher indices
+    x = torch.randint(-2, 3, (500, 4), generator=g).float()
+    return x, c
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
+def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int]):
+    x, c = _tie_data()
+    ref = _reference(x, c, metric)
+    dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, tile_n=tiles[0], tile_k=tiles[1])
+    # argmin of the exact distances, first occurrence: the documented tie-breaking.
+    first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
+    assert torch.equal(idx.cpu(), first)
+    assert torch.equal(dist.cpu().double(), ref.min(1).values)
+    for k in (3, 9):
+        _, idx_k = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1])
+        assert torch.equal(idx_k.cpu(), _lexsort_topk(ref, k))
+
+
+def test_all_codes_identical_returns_zero():
+    c = torch.ones(1000, 8)
+    x = torch.randn(50, 8)
+    _, idx = nearest(x, c, tile_n=16, tile_k=64)
+    assert (idx == 0).all()
+    _, idx_k = nearest(x, c, k=4, tile_n=16, tile_k=64)
+    assert torch.equal(idx_k, torch.arange(4).expand(50, 4))
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e25])
+def test_huge_and_tiny_norms_do_not_overflow(scale: float):
+    # 1e25 squared overflows fp32; the kernel rescales by a power of two, which is exact.
+    g = torch.Generator().manual_seed(4)
+    c = torch.randn(64, 8, generator=g)
+    x = c[torch.randperm(64, generator=g)[:40]] + 1e-3 * torch.randn(40, 8, generator=g)
+    d0, i0 = nearest(x, c)
+    for metric in ("l2", "ip"):
+        d1, i1 = nearest(x * scale, c * scale, metric)
+        ref_i = _reference(x, c, metric).argmin(1)
+        assert torch.equal(i1, ref_i)
+    d1, i1 = nearest(x * scale, c * scale)
+    assert torch.equal(i1, i0)
+    assert torch.isfinite(d1).all() or scale > 1e19  # 1e50 does not fit fp32: inf is the honest answer
+
+
+def test_outlier_norms_in_codebook():
+    g = torch.Generator().manual_seed(5)
+    c = torch.randn(100, 16, generator=g)
+    c[::7] *= 1e4  # far codes with huge norms must never win
+    x = torch.randn(300, 16, generator=g)
+    dist, idx = nearest(x, c, tile_n=32, tile_k=16)
+    _assert_matches_reference(x, c, "l2", dist, idx)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_raises(bad: float):
+    x, c = torch.randn(10, 4), torch.randn(20, 4)
+    x_bad = x.clone()
+    x_bad[3, 1] = bad
+    c_bad = c.clone()
+    c_bad[7, 2] = bad
+    with pytest.raises(ValueError, match="NaN"):
+        nearest(x_bad, c)
+    with pytest.raises(ValueError, match="NaN"):
+        nearest(x, c_bad)
+
+
+def test_bad_arguments_raise():
+    x, c = torch.randn(10, 4), torch.randn(20, 4)
+    for kwargs in ({"metric": "l1"}, {"k": 0}, {"k": 21}, {"tile_n": 0}, {"backend": "cuda"}):
+        with pytest.raises(ValueError):
+            nearest(x, c, **kwargs)
+    with pytest.raises(ValueError):
+        nearest(x, torch.randn(20, 5))
+    with pytest.raises(ValueError):
+        nearest(x, c, codebook_norms=torch.ones(19))
+
+
+def test_cached_codebook_norms_and_dtypes():
+    g = torch.Generator().manual_seed(6)
+    x, c = torch.randn(100, 32, generator=g), torch.randn(300, 32, generator=g)
+    d0, i0 = nearest(x, c)
+    d1, i1 = nearest(x, c, codebook_norms=(c * c).sum(-1))
+    assert torch.equal(i0, i1) and torch.equal(d0, d1)
+    d2, i2 = nearest(x.bfloat16(), c.bfloat16())
+    assert d2.dtype == torch.float32
+    _assert_matches_reference(x.bfloat16().float(), c.bfloat16().float(), "l2", d2, i2)
+
+
+def test_empty_latents():
+    d, i = nearest(torch.empty(0, 4), torch.randn(5, 4))
+    assert d.shape == i.shape == (0,)
+    d, i = nearest(torch.empty(0, 4), torch.randn(5, 4), k=2)
+    assert d.shape == i.shape == (0, 2)
+
+
+# Peak-memory bound for N=200,000 x K=65,536 x D=64: the full distance matrix would be 48.8 GiB.
+# Outputs are 2.4 MiB and the tile buffer 4 MiB; the rest of the bound covers BLAS/OpenMP
+# workspaces and allocator slack.
+_RSS_BOUND_MIB = 64
+_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch
+    from vqtok.kernels import nearest
+    n, k, d = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g)
+    c = torch.randn(k, d, generator=g)
+    nearest(x[:8], c[:8])  # load BLAS and size thread pools before the baseline
+    with open("/proc/self/statm") as f:
+        base = int(f.read().split()[1]) * resource.getpagesize()
+    # ru_maxrss (KiB) is the peak so far; creating x and c never exceeded the baseline plus them.
+    dist, idx = nearest(x, c)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print((peak - base) / 2**20)
+    """
+)
+
+
+def _peak_extra_mib(n: int, k: int, d: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(n), str(k), str(d)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # one thread: the bound does not depend on it
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def test_peak_rss_is_bounded_by_tile_not_n_times_k():
+    # Same K and D as the full-size test with 1% of the latents (N*K*4 bytes would be 500 MiB).
+    assert _peak_extra_mib(2_000, 65_536, 64) < _RSS_BOUND_MIB
+
+
+@pytest.mark.slow
+def test_peak_rss_full_size():
+    assert _peak_extra_mib(200_000, 65_536, 64) < _RSS_BOUND_MIB
+
+
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+@pytest.mark.skipif(not _HAS_TRITON, reason="triton is not installed")
+def test_triton_kernel_logic_in_interpreter():
+    # TRITON_INTERPRET=1 runs the kernel on CPU tensors with numpy; it must be set before triton is
+    # imported, hence the subprocess.
+    script = textwrap.dedent(
+        """
+        import torch
+        from vqtok.kernels._triton_nearest import triton_nearest
+        from vqtok.kernels import nearest
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(70, 20, generator=g)
+        c = torch.randn(150, 20, generator=g)
+        c[100:120] = c[10:30]
+        x[:10] = c[110:120]  # exact hits on duplicated codes: near-tie re-check must pick the lower index
+        cn = (c * c).sum(-1)
+        d, i = triton_nearest(x, c, cn, torch.float32, tile_n=32, tile_k=64)
+        d_ref, i_ref = nearest(x, c, backend="torch")
+        assert torch.equal(i, i_ref), (i, i_ref)
+        assert torch.allclose(d + (x * x).sum(-1), d_ref, atol=1e-4)
+        assert (i[:10] < 100).all()
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_gpu_matches_fp64_reference(dtype: torch.dtype, metric: str):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(4096, 64, generator=g).to(dtype)
+    c = torch.randn(20_000, 64, generator=g).to(dtype)
+    c[15_000:15_100] = c[:100]
+    x[:100] = c[:100]
+    for backend in ("auto", "torch"):
+        dist, idx = nearest(x.cuda(), c.cuda(), metric, backend=backend)
+        _assert_matches_reference(x.float(), c.float(), metric, dist, idx)
+        assert (idx[:100].cpu() < 15_000).all()
