@@ -25,7 +25,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check vqtok tests benchmarks
 	$(BIN)/ruff format --check vqtok tests benchmarks
 
+# Fashion-MNIST comes from the Debian package; install it when missing and we can (root + apt-get).
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
 demo: $(STAMP)
+	@if [ ! -e $(FMNIST_DIR)/t10k-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+		else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; fi; \
+	fi
 	$(BIN)/python -m vqtok.cli demo
 
 bench: $(STAMP)
