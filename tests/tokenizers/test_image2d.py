@@ -63,6 +63,7 @@ def test_shapes_and_layout_errors() -> None:
         Image2dConfig(downsample=4, channels=(8, 16))
 
 
+@pytest.mark.slow
 def test_loss_falls() -> None:
     model = _tiny()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
