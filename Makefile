@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/python -m vqtok.cli demo
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/search.py && $(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
