@@ -28,8 +28,8 @@ def _build(**overrides) -> VQ:
     return VQ(**{"dim": 8, "codebook_size": 32, **overrides})
 
 
+# The registered example (EMA, l2, k-means, restarts) already runs in test_contract.py.
 OPTIONS = {
-    "ema-l2": {},
     "ema-cosine": {"metric": "cosine"},
     "ema-lowdim": {"codebook_dim": 3},
     "ema-cosine-lowdim": {"metric": "cosine", "codebook_dim": 4},
