@@ -128,8 +128,9 @@ def _check(latents: Tensor, codebook: Tensor, metric: str, k: int, tile_n: int, 
         raise ValueError(f"k={k} must be between 1 and the codebook size {num_codes}")
     if tile_n < 1 or tile_k < 1:
         raise ValueError(f"tile sizes must be positive, got tile_n={tile_n}, tile_k={tile_k}")
-    # One fused reduction each; a NaN would otherwise silently lose every comparison.
-    if not bool(torch.isfinite(latents).all()) or not bool(torch.isfinite(codebook).all()):
+    # amax/amin propagate NaN and expose +-Inf without allocating (isfinite() builds abs() and bool
+    # copies the size of the input); a NaN would otherwise silently lose every comparison.
+    if not all(math.isfinite(v) for t in (latents, codebook) if t.numel() for v in (t.amax(), t.amin())):
         raise ValueError("nearest got NaN/Inf in latents or codebook")
 
 
@@ -144,7 +145,7 @@ def _prepare(
         c = F.normalize(c, dim=-1)
     scale = 1.0
     if metric != "cosine":
-        peak = max(float(x.abs().amax()) if x.numel() else 0.0, float(c.abs().amax()) if c.numel() else 0.0)
+        peak = max(_abs_max(x), _abs_max(c))
         # amax * sqrt(D) bounds every norm; rescaling by a power of two is exact, so indices are unchanged.
         if peak * math.sqrt(x.shape[1]) > _MAX_NORM:
             scale = 2.0 ** -math.ceil(math.log2(peak * math.sqrt(x.shape[1]) / _MAX_NORM))
@@ -152,7 +153,7 @@ def _prepare(
             codebook_norms = None
     if metric == "l2":
         if codebook_norms is None:
-            cn = (c * c).sum(-1)
+            cn = _sq_norms(c)
         else:
             if codebook_norms.shape != (c.shape[0],):
                 raise ValueError(f"codebook_norms must be ({c.shape[0]},), got {tuple(codebook_norms.shape)}")
@@ -162,11 +163,25 @@ def _prepare(
     return x, c, cn, scale
 
 
+def _abs_max(t: Tensor) -> float:
+    # amax and amin instead of abs().amax(): no temporary the size of the input.
+    return max(float(t.amax()), -float(t.amin())) if t.numel() else 0.0
+
+
+def _sq_norms(t: Tensor, chunk: int = 8192) -> Tensor:
+    """Squared row norms of ``(M, D)`` as ``(M,)``, in row chunks so the temporary stays small."""
+    out = t.new_empty(t.shape[0])
+    for r0 in range(0, t.shape[0], chunk):
+        part = t[r0 : r0 + chunk]
+        torch.sum(part * part, -1, out=out[r0 : r0 + chunk])
+    return out
+
+
 def _finish(best_d: Tensor, x: Tensor, metric: str, scale: float) -> Tensor:
     """Turns the searched ``||c||^2 - 2<x, c>`` (zero bias for ip/cosine) into the metric's distance."""
     if metric == "l2":
         # ||x||^2 is the same for every code of a row, so it is added once, after the search.
-        best_d = (best_d + (x * x).sum(-1, keepdim=True)).clamp_min_(0)
+        best_d = (best_d + _sq_norms(x)[:, None]).clamp_min_(0)
         if scale != 1.0:
             best_d = best_d / (scale * scale)
     else:
