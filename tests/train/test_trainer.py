@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -134,6 +138,102 @@ def test_sampler_is_a_function_of_step() -> None:
     assert len(set(sum(full[:6], []))) == 48  # one epoch (6 full batches) never repeats an example
 
 
+# Set in the environment of a launched command; every descendant inherits it, so it finds them even after they
+# left the launcher's process group (torchrun starts each worker in a session of its own) or were reparented.
+_TREE_MARKER = "VQTOK_TEST_PROCESS_TREE"
+
+
+def _pids_with_marker(marker: str) -> list[int]:
+    """Live processes whose environment holds ``_TREE_MARKER=marker`` (Linux ``/proc``)."""
+    needle = f"{_TREE_MARKER}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        # Processes may exit, or belong to other users, while we look.
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _kill_marked(proc: subprocess.Popen, marker: str) -> tuple[str, str]:
+    """SIGKILLs the launcher's process group and every process carrying ``marker``; reaps the launcher.
+
+    Returns:
+        The launcher's remaining ``(stdout, stderr)``.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    # A few passes: a process that was forking during one scan is caught by the next.
+    for _ in range(5):
+        pids = _pids_with_marker(marker)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    return out or "", err or ""
+
+
+def run_process_tree(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Runs ``cmd`` like ``subprocess.run(capture_output=True, text=True)``, never leaving a process behind.
+
+    ``subprocess.run``'s timeout kills only the direct child, so a hung ``torchrun`` left its workers orphaned.
+    Here the launcher starts a new session and its whole tree is tagged, and on timeout (or any interruption,
+    Ctrl-C included) every process of the tree is killed before the exception propagates.
+
+    Raises:
+        subprocess.TimeoutExpired: After killing the tree, when ``cmd`` ran longer than ``timeout`` seconds.
+    """
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        cmd,
+        env={**env, _TREE_MARKER: marker},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        out, err = _kill_marked(proc, marker)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            # Popen.communicate's TimeoutExpired carries no output; the tail of stderr shows where it hung.
+            exc.output, exc.stderr = out, err
+        raise
+    # Even after a clean exit of the launcher, a stray descendant must not outlive the test.
+    if _pids_with_marker(marker):
+        _kill_marked(proc, marker)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_run_process_tree_kills_detached_descendants_on_timeout(tmp_path) -> None:
+    """A grandchild in a session of its own (as torchrun starts its workers) dies with the timed-out launcher."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"setsid sleep 300 & echo $! > {pid_file}; sleep 300"
+    script += " & echo started >&2; wait"
+    with pytest.raises(subprocess.TimeoutExpired) as info:
+        run_process_tree(["sh", "-c", script], dict(os.environ), timeout=2)
+    assert "started" in info.value.stderr
+    grandchild = int(pid_file.read_text())
+    # Killed and, reparented to init (or a subreaper), reaped; a zombie is dead too.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        if state in ("Z", "X"):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"grandchild {grandchild} survived the timeout")
+
+
 _WORKER = textwrap.dedent(
     """
     import os, sys
@@ -156,9 +256,10 @@ def test_torchrun_two_ranks_identical_codebooks(tmp_path) -> None:
     overrides = [*TINY, f"run_dir={tmp_path / 'run'}", "steps=20", "batch_size=16", "log_every=10", "ckpt_every=10"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(script), str(tmp_path), *overrides], env=env, capture_output=True, text=True, timeout=300
-    )
+    try:
+        proc = run_process_tree([*cmd, str(script), str(tmp_path), *overrides], env, timeout=300)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"torchrun hung for {err.timeout} s (its process tree was killed)\n{(err.stderr or '')[-4000:]}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     s0 = torch.load(tmp_path / "rank0.pt")
     s1 = torch.load(tmp_path / "rank1.pt")
