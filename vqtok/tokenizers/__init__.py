@@ -11,12 +11,27 @@ from ._registry import tokenizer_class as tokenizer_class
 from .base import Tokenizer as Tokenizer
 from .base import TokenizerOutput as TokenizerOutput
 
+# isort: split
 # Importing each family registers it.
+from .action import ActionConfig as ActionConfig
+from .action import ActionTokenizer as ActionTokenizer
+from .audio import AudioConfig as AudioConfig
+from .audio import AudioTokenizer as AudioTokenizer
+from .fast import FASTTokenizer as FASTTokenizer
+from .image1d import Image1dConfig as Image1dConfig
+from .image1d import Image1dTokenizer as Image1dTokenizer
 from .image2d import Image2dConfig as Image2dConfig
 from .image2d import Image2dTokenizer as Image2dTokenizer
 
 __all__ = [
+    "ActionConfig",
+    "ActionTokenizer",
+    "AudioConfig",
+    "AudioTokenizer",
     "CheckpointError",
+    "FASTTokenizer",
+    "Image1dConfig",
+    "Image1dTokenizer",
     "Image2dConfig",
     "Image2dTokenizer",
     "Tokenizer",
