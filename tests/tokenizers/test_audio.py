@@ -123,7 +123,7 @@ def test_loss_falls() -> None:
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-        losses.append(float(out.loss))
+        losses.append(float(out.loss.detach()))
     assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
 
 

@@ -1,0 +1,105 @@
+"""FAST (DCT + BPE) action tokenizer: exact integer round trip, compression, malformed input, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vqtok.tokenizers import FASTTokenizer
+from vqtok.tokenizers.fast import dct_matrix
+
+
+def _chunks(n: int = 300, channels: int = 3, h: int = 10, seed: int = 0) -> torch.Tensor:
+    # Smooth random walks: most energy in the low DCT frequencies, like real action chunks.
+    g = torch.Generator().manual_seed(seed)
+    return (0.3 * torch.randn(n, channels, h, generator=g)).cumsum(-1)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> FASTTokenizer:
+    return FASTTokenizer(3, 10, scale=10.0, vocab_size=400).fit(_chunks())
+
+
+def test_dct_is_orthonormal() -> None:
+    d = dct_matrix(7)
+    np.testing.assert_allclose(d @ d.T, np.eye(7), atol=1e-12)
+
+
+def test_integer_codes_round_trip_exactly(fitted: FASTTokenizer) -> None:
+    codes = fitted.to_integers(_chunks(50, seed=1))
+    assert codes.shape == (50, 30) and codes.dtype == np.int64
+    np.testing.assert_array_equal(fitted.decode_integers(fitted.encode_integers(codes)), codes)
+    # Any in-range integers, not just those of smooth chunks, survive BPE.
+    rng = np.random.default_rng(0)
+    random_codes = rng.integers(-fitted.clip, fitted.clip + 1, size=(20, 30))
+    np.testing.assert_array_equal(fitted.decode_integers(fitted.encode_integers(random_codes)), random_codes)
+
+
+def test_reconstruction_error_is_the_rounding_error(fitted: FASTTokenizer) -> None:
+    x = _chunks(50, seed=2)
+    tokens = fitted.encode(x)
+    recon = fitted.decode(tokens)
+    assert recon.shape == x.shape
+    mse = float((recon - x).pow(2).mean())
+    assert mse < 2 * 1 / (12 * fitted.scale**2)
+    # BPE compresses: fewer tokens than coefficients.
+    assert np.mean([len(t) for t in tokens]) < fitted.values_per_chunk
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "unknown-id",
+        "negative-id",
+        "dropped-token",
+        "extra-token",
+        "float-id",
+        "empty",
+    ],
+)
+def test_malformed_sequences_raise(fitted: FASTTokenizer, bad: str) -> None:
+    tokens = fitted.encode(_chunks(2, seed=3))
+    seq = list(tokens[0])
+    vocab = fitted.vocab_len
+    mutated = {
+        "unknown-id": seq[:-1] + [vocab],
+        "negative-id": [-1] + seq[1:],
+        "dropped-token": seq[:-1],
+        "extra-token": seq + [seq[0]],
+        "float-id": [float(seq[0])] + seq[1:],
+        "empty": [],
+    }[bad]
+    with pytest.raises(ValueError):
+        fitted.decode([mutated, tokens[1]])
+
+
+def test_bad_chunks_raise(fitted: FASTTokenizer) -> None:
+    with pytest.raises(ValueError, match=r"\(B, 3, 10\)"):
+        fitted.encode(torch.zeros(2, 3, 11))
+    with pytest.raises(ValueError):
+        fitted.encode(torch.full((1, 3, 10), float("nan")))
+    with pytest.raises(ValueError):
+        fitted.encode_integers(np.zeros((2, 29), dtype=np.int64))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        FASTTokenizer(3, 10).encode(torch.zeros(1, 3, 10))
+
+
+def test_out_of_range_coefficients_clip_with_warning(fitted: FASTTokenizer) -> None:
+    big = torch.full((1, 3, 10), 1e3)
+    with pytest.warns(UserWarning, match="clipping"):
+        tokens = fitted.encode(big)
+    assert fitted.decode(tokens).shape == (1, 3, 10)
+
+
+def test_save_load_round_trip(fitted: FASTTokenizer, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "fast")
+    loaded = FASTTokenizer.load(tmp_path / "fast")
+    x = _chunks(20, seed=4)
+    assert loaded.encode(x) == fitted.encode(x)
+    torch.testing.assert_close(loaded.decode(fitted.encode(x)), fitted.decode(fitted.encode(x)))
+    (tmp_path / "fast" / "fast_config.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError):
+        FASTTokenizer.load(tmp_path / "fast")
