@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo demo-audio bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ demo: $(STAMP)
 		else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; fi; \
 	fi
 	$(BIN)/python -m vqtok.cli demo
+
+# Audio codec on the Asterisk English prompts (apt package asterisk-core-sounds-en-wav), CPU, a few minutes.
+demo-audio: $(STAMP)
+	@test -d /usr/share/asterisk/sounds/en || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y asterisk-core-sounds-en-wav; \
+	  else echo "missing /usr/share/asterisk/sounds/en: sudo apt-get install asterisk-core-sounds-en-wav"; exit 1; fi; }
+	$(BIN)/python examples/audio_codec_demo.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/search.py && $(BIN)/python benchmarks/train_step.py

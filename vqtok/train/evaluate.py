@@ -15,7 +15,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics import code_counts
+from ..metrics.audio import audio_metrics
 from ..metrics.image import image_metrics
+from ..metrics.timeseries import timeseries_metrics
 from ..tokenizers import Tokenizer
 from .trainer import collate
 
@@ -35,7 +37,12 @@ class Modality:
     raw_bits_per_value: float
 
 
-MODALITIES: dict[str, Modality] = {"image": Modality(image_metrics, 8.0)}
+MODALITIES: dict[str, Modality] = {
+    "image": Modality(image_metrics, 8.0),
+    # 16-bit PCM; float32 sensor/action values.
+    "audio": Modality(audio_metrics, 16.0),
+    "timeseries": Modality(timeseries_metrics, 32.0),
+}
 
 
 @dataclass
