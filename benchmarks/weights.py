@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=500)
     p.add_argument("--vector-len", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", nargs="*", default=None, help="run only methods whose name contains one of these")
     p.add_argument("--out", default="benchmarks/results/weights.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,7 +63,14 @@ def main() -> None:
         ("vqtok 3-bit", {"bits": 3}),
         ("vqtok 2-bit", {"bits": 2}),
         ("vqtok 2-bit +0.5% outliers", {"bits": 2, "outlier_frac": 0.005}),
+        # Experimental GPTQ-style compensation: lowers per-layer error but collapses end to end here
+        # (cosine 0.26-0.50 in our runs); run with --only feedback to reproduce.
+        ("vqtok 2-bit +feedback", {"bits": 2, "error_feedback": True}),
     ]
+    if args.only:
+        configs = [c for c in configs if any(o in c[0] for o in args.only)]
+    else:
+        configs = [c for c in configs if "feedback" not in c[0]]
     rows = []
     print(f"data: {sources}; calibration {len(calib)} sentences, held-out {len(held_out)}")
     header = f"{'method':28} {'bits/w':>7} {'cosine':>8} {'spearman':>9} {'quant s':>8}"
@@ -80,6 +88,7 @@ def main() -> None:
                 bits=cfg["bits"],
                 vector_len=args.vector_len,
                 outlier_frac=cfg.get("outlier_frac", 0.0),
+                error_feedback=cfg.get("error_feedback", False),
                 progress=False,
             )
             bpw = report.bits_per_weight

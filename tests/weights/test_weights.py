@@ -61,6 +61,9 @@ def test_more_bits_lower_error_and_importance_helps() -> None:
     errs = [out_err(quantize_linear(layer, h, bits=b, vector_len=4, kmeans_iters=8)) for b in (2, 3, 4)]
     assert errs[0] > errs[1] > errs[2]
     assert out_err(quantize_linear(layer, None, bits=2, vector_len=4, kmeans_iters=8)) > errs[0]
+    # Compensating each block's error on later columns (GPTQ-style) lowers the output error further.
+    hess = x.T @ x / len(x)
+    assert out_err(quantize_linear(layer, h, bits=2, vector_len=4, kmeans_iters=8, hessian=hess)) < errs[0]
 
 
 def test_swapped_model_runs_forward_and_backward() -> None:
