@@ -1,21 +1,23 @@
-"""Quantizers: one method per module, all behind the :class:`Quantizer` contract."""
+"""Quantizers: one method per module, all behind the :class:`Quantizer` contract.
+
+Importing a family module registers it, so every family is imported here.
+"""
 
 from ._registry import create as create
 from ._registry import example_config as example_config
 from ._registry import list_quantizers as list_quantizers
 from ._registry import register_quantizer as register_quantizer
-from .base import Quantizer as Quantizer
-from .base import QuantizerOutput as QuantizerOutput
-from .base import skip_input_checks as skip_input_checks
-
-# Importing each family registers it.
 from .anchor import AnchorQuantizer as AnchorQuantizer
 from .anchor import AnchorTokenizer as AnchorTokenizer
 from .aq import AQ as AQ
+from .base import Quantizer as Quantizer
+from .base import QuantizerOutput as QuantizerOutput
+from .base import skip_input_checks as skip_input_checks
 from .bsq import BSQ as BSQ
 from .fsq import FSQ as FSQ
 from .lfq import LFQ as LFQ
 from .lfq import GroupLFQ as GroupLFQ
+from .pq import PQ as PQ
 from .pvq import PVQ as PVQ
 from .rvq import GroupedResidualQuantizer as GroupedResidualQuantizer
 from .rvq import ResidualQuantizer as ResidualQuantizer
@@ -28,8 +30,9 @@ __all__ = [
     "BSQ",
     "FSQ",
     "GroupLFQ",
-    "GroupedResidualQuantizer",
     "LFQ",
+    "GroupedResidualQuantizer",
+    "PQ",
     "PVQ",
     "Quantizer",
     "QuantizerOutput",
