@@ -61,7 +61,7 @@ class ConvAutoencoder(nn.Module):
         self,
         quantizer: nn.Module,
         dim: int,
-        hidden: int = 32,
+        hidden: int = 16,
         quantize_fn: QuantizeFn | None = None,
     ) -> None:
         super().__init__()
@@ -138,9 +138,9 @@ def train_autoencoder(
     dim: int | None = None,
     codebook_size: int | None = None,
     quantize_fn: QuantizeFn | None = None,
-    batch_size: int = 128,
+    batch_size: int = 64,
     lr: float = 2e-3,
-    hidden: int = 32,
+    hidden: int = 16,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Trains a :class:`ConvAutoencoder` around ``quantizer`` and evaluates it on held-out images.
