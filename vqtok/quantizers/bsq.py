@@ -39,8 +39,9 @@ class BSQ(_BinaryQuantizer):
         temperature: τ of the soft assignment. Because ``|u_i|`` is about ``1/sqrt(d)``, the logits
             are about ``4 / (d τ)``: lower τ for larger d to keep the entropy terms informative.
             The default matches the reference implementation's ``inv_temperature=1``.
-        entropy: ``"factorized"`` (the paper's per-bit form) or ``"exact"`` (all ``2^d`` codes,
-            see :func:`vqtok.kernels.entropy.exact_codebook_entropy`).
+        entropy: ``"factorized"`` (the paper's per-bit form), ``"exact"`` (all ``2^d`` codes,
+            see :func:`vqtok.kernels.entropy.exact_codebook_entropy`) or ``"auto"`` (default: exact up
+            to ``2^16`` codes, as in :class:`LFQ`).
         entropy_weight: Weight of the whole entropy penalty.
         codebook_entropy_weight: γ, weight of the codebook entropy inside the penalty.
         commitment_weight: Weight of the commitment loss (mean squared ``u - code``).
@@ -51,7 +52,7 @@ class BSQ(_BinaryQuantizer):
         codebook_size: int = 2**18,
         dim: int | None = None,
         temperature: float = 1.0,
-        entropy: EntropyMode = "factorized",
+        entropy: EntropyMode = "auto",
         entropy_weight: float = 0.1,
         codebook_entropy_weight: float = 1.0,
         commitment_weight: float = 0.25,
