@@ -34,7 +34,6 @@ SHARD = 8  # 7 shards, the last one short
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Tokenizer]:
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
     tok = create_tokenizer(

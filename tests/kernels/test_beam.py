@@ -11,15 +11,6 @@ from vqtok.kernels import nearest
 from vqtok.kernels.beam import beam_search, decode_sum
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: on a loaded 2-core runner, thread hand-offs cost more than the maths.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _problem(n: int = 300, num_books: int = 3, size: int = 4, dim: int = 6, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, dim, generator=g), 0.7 * torch.randn(num_books, size, dim, generator=g)

@@ -18,15 +18,6 @@ from vqtok.kernels.entropy import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These ops are tiny: on the shared 2-core CI box, OpenMP fan-out costs ~10x more than it saves.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def brute_force_log_probs(logits: torch.Tensor) -> torch.Tensor:
     """``log q(c | n)`` for every sample and code, ``(N, 2^d)``: the N x 2^d table the kernel avoids."""
     bits = logits.shape[1]

@@ -11,15 +11,6 @@ from vqtok.quantizers.aq import _residual_kmeans
 from vqtok.testing import assert_quantizer_contract, make_latents
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: on a loaded 2-core runner, thread hand-offs cost more than the maths.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _build(**overrides) -> AQ:
     cfg = {**example_config("aq"), **overrides}
     torch.manual_seed(0)

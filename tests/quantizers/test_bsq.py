@@ -18,15 +18,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These ops are tiny: on the shared 2-core CI box, OpenMP fan-out costs more than it saves.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(**cfg) -> BSQ:
     torch.manual_seed(0)
     return BSQ(**cfg)

@@ -22,15 +22,6 @@ GROUP_CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These ops are tiny: on the shared 2-core CI box, OpenMP fan-out costs more than it saves.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(cls, **cfg):
     torch.manual_seed(0)
     return cls(**cfg)

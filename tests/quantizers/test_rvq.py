@@ -9,15 +9,6 @@ from vqtok.quantizers import GroupedResidualQuantizer, ResidualQuantizer
 from vqtok.testing import assert_quantizer_contract, make_latents
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: on a loaded 2-core runner, thread hand-offs cost more than the maths.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _rvq(**overrides) -> ResidualQuantizer:
     torch.manual_seed(0)
     return ResidualQuantizer(**{"dim": 8, "codebook_size": 16, "num_levels": 3, **overrides})

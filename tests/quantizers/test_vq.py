@@ -14,15 +14,6 @@ from vqtok.quantizers import VQ, _codebook
 from vqtok.testing import assert_quantizer_contract, make_latents
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: on a loaded 2-core runner, thread hand-offs cost more than the maths.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _build(**overrides) -> VQ:
     torch.manual_seed(0)
     return VQ(**{"dim": 8, "codebook_size": 32, **overrides})

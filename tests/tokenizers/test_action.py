@@ -13,14 +13,6 @@ from vqtok.tokenizers import ActionTokenizer, Tokenizer, create_tokenizer, list_
 TINY = {"channels": 3, "chunk_size": 8, "tokens_per_chunk": 2, "width": 32, "conv_layers": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _tiny(**kw) -> ActionTokenizer:
     torch.manual_seed(0)
     return create_tokenizer("action", **{**TINY, **kw})  # type: ignore[return-value]

@@ -25,14 +25,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _tiny(**kw) -> Image1dTokenizer:
     torch.manual_seed(0)
     return create_tokenizer("image1d", **{**TINY, **kw})  # type: ignore[return-value]

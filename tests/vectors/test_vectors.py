@@ -20,15 +20,6 @@ def _clustered(n: int, seed: int) -> torch.Tensor:
     return centres[labels] + 0.3 * torch.randn(n, DIM, generator=g) + torch.randn(n, 8, generator=g) @ mix
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These fits are small: one intra-op thread avoids OpenMP contention on a shared 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data() -> tuple[torch.Tensor, torch.Tensor]:
     return _clustered(2000, 0), _clustered(500, 1)

@@ -23,7 +23,6 @@ TINY = {"image_size": (8, 8), "downsample": 2, "channels": (8, 16)}
 
 @pytest.fixture(scope="module")
 def vocab() -> MultimodalVocab:
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     # An RGB tokenizer with two residual levels and a greyscale one with a single index per token.
     image = create_tokenizer(

@@ -10,15 +10,6 @@ from torch import nn
 from vqtok.weights import VQLinear, quantize_linear, quantize_model, quantize_model_rtn, rtn_quantize, stage_sizes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small fits: one intra-op thread avoids OpenMP contention on a shared 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 64), nn.GELU(), nn.Linear(64, 8, bias=False))
