@@ -51,6 +51,8 @@ def evaluate_to_report(
         result.recons,
         result.counts,
         title=f"{model.architecture} + {model.config.quantizer} on {data}/{split}",
+        modality=model.modality,
+        sample_rate=getattr(model.config, "sample_rate", None),
     )
     return result.metrics, page
 

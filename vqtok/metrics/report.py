@@ -1,11 +1,13 @@
-"""Evaluation report: ``metrics.json`` plus a folder with a reconstruction grid, a codebook histogram and an
-``index.html`` that shows both next to the metrics table. Uses matplotlib's non-interactive Agg backend."""
+"""Evaluation report: ``metrics.json`` plus a folder with what the modality calls for (a reconstruction grid for
+images, before/after WAV files for audio, overlaid curves for time series), a codebook histogram and an
+``index.html`` that shows them next to the metrics table. Uses matplotlib's non-interactive Agg backend."""
 
 from __future__ import annotations
 
 import html
 import json
 import os
+import wave
 from pathlib import Path
 
 import torch
@@ -13,7 +15,14 @@ from torch import Tensor
 
 from ..tokenizers._pretrained import atomic_open
 
-__all__ = ["format_metrics_table", "save_codebook_histogram", "save_image_grid", "write_report"]
+__all__ = [
+    "format_metrics_table",
+    "save_codebook_histogram",
+    "save_image_grid",
+    "save_series_plot",
+    "save_wav",
+    "write_report",
+]
 
 
 def format_metrics_table(metrics: dict[str, float]) -> str:
@@ -65,6 +74,46 @@ def save_image_grid(originals: Tensor, recons: Tensor, path: str | os.PathLike[s
     return path
 
 
+def save_wav(waveform: Tensor, sample_rate: int, path: str | os.PathLike[str]) -> Path:
+    """Writes a ``(C, T)`` float waveform as 16-bit PCM WAV (standard library ``wave``, no extra dependency).
+
+    Values are clipped to ``[-1, 1]`` first: a codec's overshoot must not wrap around in int16.
+    """
+    if waveform.ndim != 2:
+        raise ValueError(f"save_wav expects a (C, T) waveform, got {tuple(waveform.shape)}")
+    if sample_rate < 1:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    pcm = (waveform.float().clamp(-1, 1) * 32767).round().to(torch.int16)
+    path = Path(path)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(pcm.shape[0])
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        # WAV frames interleave channels: (T, C) row-major, little-endian int16.
+        f.writeframes(pcm.T.contiguous().numpy().astype("<i2").tobytes())
+    return path
+
+
+def save_series_plot(originals: Tensor, recons: Tensor, path: str | os.PathLike[str], examples: int = 4) -> Path:
+    """Plots the channels of the first ``examples`` series ``(N, C, T)``: originals solid, reconstructions dashed."""
+    plt = _pyplot()
+    n = min(examples, originals.shape[0], recons.shape[0])
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.8 * n), squeeze=False)
+    for i in range(n):
+        ax = axes[i][0]
+        for ch in range(originals.shape[1]):
+            line = ax.plot(originals[i, ch].float().numpy(), lw=1.0)[0]
+            ax.plot(recons[i, ch].float().numpy(), lw=1.0, ls="--", color=line.get_color())
+        ax.set_ylabel(f"example {i}", fontsize=8)
+    axes[-1][0].set_xlabel("step")
+    fig.suptitle("originals (solid) / reconstructions (dashed), one colour per channel", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def save_codebook_histogram(counts: Tensor, path: str | os.PathLike[str]) -> Path:
     """Plots code counts sorted by frequency (log scale), the usual picture of codebook health."""
     plt = _pyplot()
@@ -90,8 +139,24 @@ def write_report(
     recons: Tensor | None = None,
     counts: Tensor | None = None,
     title: str = "vqtok evaluation",
+    modality: str | None = None,
+    sample_rate: int | None = None,
+    audio_examples: int = 4,
 ) -> Path:
-    """Writes ``metrics.json``, ``recon_grid.png`` (images only), ``codebook_usage.png`` and ``index.html``.
+    """Writes ``metrics.json``, the modality's pictures or sounds, ``codebook_usage.png`` and ``index.html``.
+
+    Args:
+        directory: Report folder (created).
+        metrics: Scalar metrics for the table.
+        originals: Inputs in the tokenizer's layout: ``(N, C, H, W)`` images or ``(N, C, T)`` signals.
+        recons: Their reconstructions, same shape.
+        counts: ``(V,)`` code histogram.
+        title: Page title.
+        modality: ``"image"``, ``"audio"`` or ``"timeseries"``; ``None`` infers images from 4-D inputs.
+        sample_rate: Hz of audio; with ``modality="audio"`` the first ``audio_examples`` originals and
+            reconstructions are written as ``audio/original_<i>.wav`` / ``audio/recon_<i>.wav`` and embedded
+            in the page as players.
+        audio_examples: How many before/after pairs to write.
 
     Returns:
         Path of ``index.html``.
@@ -101,8 +166,18 @@ def write_report(
     with atomic_open(directory / "metrics.json", "w") as f:
         json.dump(metrics, f, indent=2)
     figures = []
-    if originals is not None and recons is not None and originals.ndim == 4 and originals.numel():
+    sounds: list[tuple[str, str]] = []
+    have = originals is not None and recons is not None and originals.numel() > 0
+    if have and originals.ndim == 4 and modality in (None, "image"):
         figures.append(("Reconstructions", save_image_grid(originals, recons, directory / "recon_grid.png").name))
+    elif have and originals.ndim == 3 and modality == "audio" and sample_rate:
+        (directory / "audio").mkdir(exist_ok=True)
+        for i in range(min(audio_examples, originals.shape[0], recons.shape[0])):
+            for kind, wav in (("original", originals[i]), ("recon", recons[i])):
+                save_wav(wav, sample_rate, directory / "audio" / f"{kind}_{i}.wav")
+            sounds.append((f"audio/original_{i}.wav", f"audio/recon_{i}.wav"))
+    elif have and originals.ndim == 3 and modality == "timeseries":
+        figures.append(("Reconstructions", save_series_plot(originals, recons, directory / "recon_series.png").name))
     if counts is not None and counts.numel():
         figures.append(("Codebook usage", save_codebook_histogram(counts, directory / "codebook_usage.png").name))
     rows = "\n".join(
@@ -114,6 +189,16 @@ def write_report(
     figs = "\n".join(
         f"<h2>{html.escape(t)}</h2><img src='{html.escape(src)}' alt='{html.escape(t)}'>" for t, src in figures
     )
+    if sounds:
+        players = "".join(
+            f"<tr><td>{i}</td><td><audio controls src='{html.escape(a)}'></audio></td>"
+            f"<td><audio controls src='{html.escape(b)}'></audio></td></tr>"
+            for i, (a, b) in enumerate(sounds)
+        )
+        figs = (
+            "<h2>Audio (before / after)</h2><table><tr><th>#</th><th>original</th><th>reconstruction</th></tr>"
+            f"{players}</table>{figs}"
+        )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 12px}img{max-width:100%}</style></head>"
