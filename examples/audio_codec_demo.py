@@ -6,8 +6,15 @@ Run by ``make demo-audio``::
 
 Every held-out recording is encoded whole (its length padded to the hop and restored on decode) at several
 residual-VQ depths; the table gives SI-SNR, multi-scale mel distance, STOI (when ``pystoi`` is installed),
-bitrate and tokens per second for each depth. Results also go to ``<run_dir>/eval_audio.json``. A finished
-run is reused unless ``-f`` is given; an interrupted one resumes from its checkpoint.
+bitrate and tokens per second for each depth. Outputs, all under ``run_dir``:
+
+* ``eval_audio.json``: the table above, plus training time and the data/model sizes;
+* ``samples/<file>_original.wav`` and ``samples/<file>_L<n>.wav``: before/after recordings of the first
+  ``--samples`` held-out files at every depth of the table;
+* ``eval/metrics.json`` and ``eval/report/index.html``: what ``vqtok eval --model <run_dir>/model --data
+  asterisk_en`` writes (1 s held-out segments at full depth, with before/after players).
+
+A finished run is reused unless ``-f`` is given; an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -16,13 +23,16 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 
+from vqtok.cli.evaluate import evaluate_to_report
 from vqtok.data import create_dataset
 from vqtok.metrics.audio import multiscale_mel_distance, si_snr, stoi
+from vqtok.metrics.report import save_wav
 from vqtok.tokenizers import Tokenizer
 from vqtok.train import Trainer, load_config
 
@@ -58,12 +68,30 @@ def score_files(model: Tokenizer, waveforms: list[torch.Tensor], sample_rate: in
     return rows
 
 
+@torch.no_grad()
+def write_samples(
+    model: Tokenizer, waveforms: list[torch.Tensor], names: list[str], sample_rate: int, levels: list[int], out: Path
+) -> list[Path]:
+    """Writes each recording and its reconstruction at every depth in ``levels`` as 16-bit WAV files."""
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for wav, name in zip(waveforms, names, strict=True):
+        stem = Path(name).stem
+        paths.append(save_wav(wav, sample_rate, out / f"{stem}_original.wav"))
+        for n in levels:
+            recon = model.decode(model.encode(wav[None], num_levels=n), length=wav.shape[-1])[0]
+            paths.append(save_wav(recon, sample_rate, out / f"{stem}_L{n}.wav"))
+    return paths
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.add_argument("--config", default=str(ROOT / "configs" / "audio_asterisk.yaml"))
     parser.add_argument("-f", "--force", action="store_true", help="retrain even if the run has a model")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--samples", type=int, default=4, help="held-out files written as before/after WAVs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -82,6 +110,10 @@ def main() -> int:
     levels = sorted({1, 2, max(1, total // 2), total})
     t0 = time.perf_counter()
     rows = score_files(model, test.waveforms, test.sample_rate, levels)
+    run_dir = Path(cfg.run_dir)
+    k = args.samples
+    wavs = write_samples(model, test.waveforms[:k], test.names[:k], test.sample_rate, levels, run_dir / "samples")
+    report_metrics, page = evaluate_to_report(model_dir, cfg.data.name, "test", run_dir / "eval")
     seconds = sum(w.shape[-1] for w in test.waveforms) / test.sample_rate
     raw_kbps = test.sample_rate * 16 / 1000
     summary = {
@@ -89,13 +121,17 @@ def main() -> int:
         "steps": cfg.steps,
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - t0,
+        "load_average_1_5_15_min": os.getloadavg(),  # timings are only comparable on an equally loaded machine
+        "torch_threads": torch.get_num_threads(),
         "test_files": len(test.waveforms),
         "test_audio_seconds": seconds,
         "raw_pcm_kbps": raw_kbps,
         "parameters": sum(p.numel() for p in model.parameters()),
         "by_levels": rows,
+        "eval_report": {"metrics": str(run_dir / "eval" / "metrics.json"), "page": str(page), **report_metrics},
+        "samples": [str(p) for p in wavs],
     }
-    out = Path(cfg.run_dir) / "eval_audio.json"
+    out = run_dir / "eval_audio.json"
     out.write_text(json.dumps(summary, indent=2))
     print(f"held-out: {len(test.waveforms)} files, {seconds:.1f} s of 8 kHz speech (raw PCM {raw_kbps:g} kbps)")
     if train_seconds is not None:
@@ -104,7 +140,7 @@ def main() -> int:
     print("  ".join(f"{k:>17}" for k in keys))
     for row in rows:
         print("  ".join(f"{row[k]:>17.3f}" if not float(row[k]).is_integer() else f"{row[k]:>17g}" for k in keys))
-    print(f"results: {out}")
+    print(f"results: {out}\nbefore/after WAVs: {run_dir / 'samples'}\nreport: {page}")
     return 0 if all(math.isfinite(r["si_snr_db"]) for r in rows) else 1
 
 

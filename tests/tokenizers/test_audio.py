@@ -17,6 +17,7 @@ from vqtok.metrics.audio import (
     mel_filterbank,
     multiscale_mel_distance,
     si_snr,
+    snr_loss,
     stoi,
 )
 from vqtok.tokenizers import AudioConfig, AudioTokenizer, Tokenizer, create_tokenizer, list_tokenizers
@@ -155,6 +156,34 @@ def test_mel_filterbank_and_distance() -> None:
     assert (multiscale_mel_distance(noisy, x, 8000) > 0).all()
     terms = MultiScaleSpectralLoss(8000, (32, 64))(noisy, x)
     assert set(terms) == {"stft", "mel"} and all(float(v) > 0 for v in terms.values())
+
+
+def test_snr_loss_pools_the_batch() -> None:
+    x = _tones()
+    noise = 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    # -10 log10(signal energy / noise energy), both summed over the batch.
+    expected = -10 * math.log10(float(x.pow(2).sum()) / float(noise.pow(2).sum()))
+    assert float(snr_loss(x + noise, x)) == pytest.approx(expected, rel=1e-4)
+    assert float(snr_loss(x + 2 * noise, x)) == pytest.approx(expected + 20 * math.log10(2), rel=1e-4)
+    # A silent example leaves the loss and its gradient finite: energies are pooled over the batch.
+    silent = torch.cat([x[:1], torch.zeros_like(x[:1])])
+    recon = (silent + noise[:2]).requires_grad_()
+    loss = snr_loss(recon, silent)
+    loss.backward()
+    assert math.isfinite(float(loss)) and torch.isfinite(recon.grad).all()
+    with pytest.raises(ValueError):
+        snr_loss(x, x[:, :, :10])
+
+
+def test_snr_weight_adds_the_term() -> None:
+    x = _tones()
+    base = _tiny().eval()
+    assert "neg_snr_db" not in base(x).losses
+    weighted = _tiny(snr_weight=0.5).eval()
+    out_base, out = base(x), weighted(x)
+    assert "neg_snr_db" in out.losses
+    torch.testing.assert_close(out.losses["neg_snr_db"], snr_loss(out.recon, x))
+    torch.testing.assert_close(out.loss, out_base.loss + 0.5 * out.losses["neg_snr_db"])
 
 
 def test_stoi_when_available() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "mel_to_hz",
     "multiscale_mel_distance",
     "si_snr",
+    "snr_loss",
     "stoi",
 ]
 
@@ -69,6 +70,30 @@ def si_snr(recon: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
     noise = r - projection
     ratio = (projection.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps)
     return (10 * torch.log10(ratio)).mean(-1)
+
+
+def snr_loss(recon: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
+    """Negative signal-to-noise ratio in dB of a whole batch, pooled: ``-10 log10(sum t^2 / sum (r - t)^2)``.
+
+    A training loss for waveform fidelity. Energies are summed over the whole batch rather than taken per
+    example: a silent training crop would otherwise have a near-zero denominator and a gradient that grows
+    like ``1 / |recon|``. The gradient is the squared error's, normalised by the current error energy, so
+    its scale does not shrink as the codec improves (unlike a plain L1 or L2 term).
+
+    Args:
+        recon: ``(B, C, T)``.
+        target: ``(B, C, T)``.
+        eps: Guards an all-silent batch.
+
+    Returns:
+        Scalar float32 (lower is better).
+
+    Raises:
+        ValueError: On mismatched or non-``(B, C, T)`` shapes.
+    """
+    _check_pair(recon, target)
+    r, t = recon.float(), target.float()
+    return 10 * torch.log10((r - t).pow(2).sum() + eps) - 10 * torch.log10(t.pow(2).sum() + eps)
 
 
 def hz_to_mel(hz: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..metrics.audio import MultiScaleSpectralLoss
+from ..metrics.audio import MultiScaleSpectralLoss, snr_loss
 from ._config import TokenizerConfig
 from ._registry import register_tokenizer
 from .base import Tokenizer, TokenizerOutput
@@ -52,6 +52,9 @@ class AudioConfig(TokenizerConfig):
         recon_weight: Weight of the waveform L1 term.
         stft_weight: Weight of the multi-scale linear + log STFT magnitude term.
         mel_weight: Weight of the multi-scale log-mel term.
+        snr_weight: Weight of the batch-pooled negative SNR in dB (:func:`vqtok.metrics.audio.snr_loss`);
+            0 leaves it out. It drives the waveform (phase) fidelity that SI-SNR measures, which the
+            magnitude-only spectral terms cannot.
         fft_sizes: FFT sizes of the spectral terms.
     """
 
@@ -65,6 +68,7 @@ class AudioConfig(TokenizerConfig):
     recon_weight: float = 1.0
     stft_weight: float = 1.0
     mel_weight: float = 1.0
+    snr_weight: float = 0.0
     fft_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
 
     def __post_init__(self) -> None:
@@ -255,4 +259,7 @@ class AudioTokenizer(Tokenizer):
         recon32, signal32 = recon.float(), signal.float()
         terms = {"recon_l1": F.l1_loss(recon32, signal32), **self.spectral_loss(recon32, signal32)}
         total = cfg.recon_weight * terms["recon_l1"] + cfg.stft_weight * terms["stft"] + cfg.mel_weight * terms["mel"]
+        if cfg.snr_weight:
+            terms["neg_snr_db"] = snr_loss(recon32, signal32)
+            total = total + cfg.snr_weight * terms["neg_snr_db"]
         return total, {k: v.detach() for k, v in terms.items()}
