@@ -20,13 +20,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqtok.kernels import nearest
+from vqtok.kernels import _cpu_ext, nearest
 from vqtok.testing import test_device
 
 _TOL = 1e-5
 _DEVICE = test_device()
 # Small tiles force many tiles, ragged edges and both the sparse and the dense index paths.
 _TILES = [(512, 2048), (7, 33), (64, 5)]
+# The k = 1 equivalence tests run on both CPU paths: the fused kernel sums in another order than BLAS.
+_BACKENDS = ["torch", "cpu_ext"]
+
+
+@pytest.fixture(params=_BACKENDS)
+def backend(request) -> str:
+    if request.param == "cpu_ext":
+        if _DEVICE.type != "cpu":
+            pytest.skip("the fused kernel is CPU only")
+        if not _cpu_ext.available():
+            pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    return request.param
 
 
 def _reference(x: torch.Tensor, c: torch.Tensor, metric: str) -> torch.Tensor:
@@ -70,22 +82,22 @@ def _assert_matches_reference(x: torch.Tensor, c: torch.Tensor, metric: str, dis
 
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 @pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
-def test_random_matches_fp64_reference(metric: str, tiles: tuple[int, int]):
+def test_random_matches_fp64_reference(metric: str, tiles: tuple[int, int], backend: str):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(201, 24, generator=g).to(_DEVICE)
     c = torch.randn(317, 24, generator=g).to(_DEVICE)
-    dist, idx = nearest(x, c, metric, tile_n=tiles[0], tile_k=tiles[1])
+    dist, idx = nearest(x, c, metric, tile_n=tiles[0], tile_k=tiles[1], backend=backend)
     assert dist.shape == idx.shape == (201,)
     _assert_matches_reference(x, c, metric, dist, idx)
 
 
 @pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
-def test_clustered_inputs_find_their_centre(tiles: tuple[int, int]):
+def test_clustered_inputs_find_their_centre(tiles: tuple[int, int], backend: str):
     g = torch.Generator().manual_seed(1)
     centres = torch.randn(300, 16, generator=g) * 10
     owner = torch.randint(0, 300, (400,), generator=g)
     x = centres[owner] + 0.01 * torch.randn(400, 16, generator=g)
-    dist, idx = nearest(x.to(_DEVICE), centres.to(_DEVICE), tile_n=tiles[0], tile_k=tiles[1])
+    dist, idx = nearest(x.to(_DEVICE), centres.to(_DEVICE), tile_n=tiles[0], tile_k=tiles[1], backend=backend)
     assert torch.equal(idx.cpu(), owner)
     _assert_matches_reference(x, centres, "l2", dist, idx)
 
@@ -118,10 +130,10 @@ def _tie_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 @pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
-def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int]):
+def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int], backend: str):
     x, c = _tie_data()
     ref = _reference(x, c, metric)
-    dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, tile_n=tiles[0], tile_k=tiles[1])
+    dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, tile_n=tiles[0], tile_k=tiles[1], backend=backend)
     # argmin of the exact distances, first occurrence: the documented tie-breaking.
     first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
     assert torch.equal(idx.cpu(), first)
@@ -131,37 +143,37 @@ def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int]):
         assert torch.equal(idx_k.cpu(), _lexsort_topk(ref, k))
 
 
-def test_all_codes_identical_returns_zero():
+def test_all_codes_identical_returns_zero(backend: str):
     c = torch.ones(1000, 8)
     x = torch.randn(50, 8)
-    _, idx = nearest(x, c, tile_n=16, tile_k=64)
+    _, idx = nearest(x, c, tile_n=16, tile_k=64, backend=backend)
     assert (idx == 0).all()
     _, idx_k = nearest(x, c, k=4, tile_n=16, tile_k=64)
     assert torch.equal(idx_k, torch.arange(4).expand(50, 4))
 
 
 @pytest.mark.parametrize("scale", [1e-20, 1e25])
-def test_huge_and_tiny_norms_do_not_overflow(scale: float):
+def test_huge_and_tiny_norms_do_not_overflow(scale: float, backend: str):
     # 1e25 squared overflows fp32; the kernel rescales by a power of two, which is exact.
     g = torch.Generator().manual_seed(4)
     c = torch.randn(64, 8, generator=g)
     x = c[torch.randperm(64, generator=g)[:40]] + 1e-3 * torch.randn(40, 8, generator=g)
-    d0, i0 = nearest(x, c)
+    d0, i0 = nearest(x, c, backend=backend)
     for metric in ("l2", "ip"):
-        d1, i1 = nearest(x * scale, c * scale, metric)
+        d1, i1 = nearest(x * scale, c * scale, metric, backend=backend)
         ref_i = _reference(x, c, metric).argmin(1)
         assert torch.equal(i1, ref_i)
-    d1, i1 = nearest(x * scale, c * scale)
+    d1, i1 = nearest(x * scale, c * scale, backend=backend)
     assert torch.equal(i1, i0)
     assert torch.isfinite(d1).all() or scale > 1e19  # 1e50 does not fit fp32: inf is the honest answer
 
 
-def test_outlier_norms_in_codebook():
+def test_outlier_norms_in_codebook(backend: str):
     g = torch.Generator().manual_seed(5)
     c = torch.randn(100, 16, generator=g)
     c[::7] *= 1e4  # far codes with huge norms must never win
     x = torch.randn(300, 16, generator=g)
-    dist, idx = nearest(x, c, tile_n=32, tile_k=16)
+    dist, idx = nearest(x, c, tile_n=32, tile_k=16, backend=backend)
     _assert_matches_reference(x, c, "l2", dist, idx)
 
 
@@ -189,22 +201,140 @@ def test_bad_arguments_raise():
         nearest(x, c, codebook_norms=torch.ones(19))
 
 
-def test_cached_codebook_norms_and_dtypes():
+def test_cached_codebook_norms_and_dtypes(backend: str):
     g = torch.Generator().manual_seed(6)
     x, c = torch.randn(100, 32, generator=g), torch.randn(300, 32, generator=g)
-    d0, i0 = nearest(x, c)
-    d1, i1 = nearest(x, c, codebook_norms=(c * c).sum(-1))
+    d0, i0 = nearest(x, c, backend=backend)
+    d1, i1 = nearest(x, c, codebook_norms=(c * c).sum(-1), backend=backend)
     assert torch.equal(i0, i1) and torch.equal(d0, d1)
-    d2, i2 = nearest(x.bfloat16(), c.bfloat16())
+    d2, i2 = nearest(x.bfloat16(), c.bfloat16(), backend=backend)
     assert d2.dtype == torch.float32
     _assert_matches_reference(x.bfloat16().float(), c.bfloat16().float(), "l2", d2, i2)
 
 
-def test_empty_latents():
-    d, i = nearest(torch.empty(0, 4), torch.randn(5, 4))
+def test_empty_latents(backend: str):
+    d, i = nearest(torch.empty(0, 4), torch.randn(5, 4), backend=backend)
     assert d.shape == i.shape == (0,)
     d, i = nearest(torch.empty(0, 4), torch.randn(5, 4), k=2)
     assert d.shape == i.shape == (0, 2)
+
+
+@pytest.mark.parametrize("dim", [2, 8, 16, 32, 64, 100])
+@pytest.mark.parametrize("tile_k", [None, 48])
+def test_dims_and_ragged_sizes(dim: int, tile_k: int | None, backend: str):
+    # N not a multiple of the 8-latent block, K not a multiple of the 16-code vector; D covers the
+    # kernel's unrolled (8, 16, 32) and generic loops.
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(203, dim, generator=g)
+    c = torch.randn(1007 if dim > 2 else 207, dim, generator=g)  # fewer codes in 2-D: no crowd of near ties
+    dist, idx = nearest(x, c, tile_k=tile_k, backend=backend)
+    _assert_matches_reference(x, c, "l2", dist, idx)
+
+
+@pytest.mark.parametrize("dim", [8, 16, 32, 20])
+def test_cpu_ext_duplicate_codes_go_to_lowest_index(dim: int):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    # Integer coordinates: every fp32 distance is exact, so duplicates tie exactly. Copies of codes 3-6
+    # sit in other lanes of the same 16-code group (11-14), in the same lanes of a later group (35-38)
+    # and in later tiles (tile_k=64); the first queries are exactly the last copies.
+    g = torch.Generator().manual_seed(9)
+    c = torch.randint(-2, 3, (600, dim), generator=g).float()
+    src = torch.arange(3, 7)
+    for offset in (8, 32, 200, 497):
+        c[src + offset] = c[src]
+    x = torch.cat([c[src + 497], torch.randint(-2, 3, (93, dim), generator=g).float()])
+    ref = _reference(x, c, "l2")
+    first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
+    for tile_k in (None, 64, 16):
+        dist, idx = nearest(x, c, tile_k=tile_k, backend="cpu_ext")
+        assert torch.equal(idx, first)
+        assert torch.equal(dist.double(), ref.min(1).values)
+        assert torch.equal(idx[:4], src)
+
+
+def test_auto_uses_cpu_ext_when_available(monkeypatch):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    calls = []
+    real = _cpu_ext.ext_search
+    monkeypatch.setattr(_cpu_ext, "ext_search", lambda *a, **kw: calls.append(a[0].shape) or real(*a, **kw))
+    x, c = torch.randn(40, 16), torch.randn(300, 16)
+    _, idx = nearest(x, c)
+    assert calls == [(40, 16)]
+    assert torch.equal(idx, nearest(x, c, backend="torch")[1])
+    nearest(x, c, k=2)  # top-k stays on torch
+    nearest(torch.randn(4, 300), torch.randn(30, 300))  # above the D where the kernel wins
+    assert calls == [(40, 16)]
+
+
+def test_falls_back_to_torch_without_kernel(monkeypatch):
+    monkeypatch.setattr(_cpu_ext, "_state", {"lib": None, "reason": "no compiler in this test"})
+    x, c = torch.randn(40, 16), torch.randn(300, 16)
+    dist, idx = nearest(x, c)
+    _assert_matches_reference(x, c, "l2", dist, idx)
+    with pytest.raises(RuntimeError, match="no compiler in this test"):
+        nearest(x, c, backend="cpu_ext")
+
+
+def test_failed_build_warns_once_and_opt_out_is_quiet(monkeypatch, tmp_path, caplog):
+    # `false` stands for a compiler that fails; a fresh cache forces a build.
+    monkeypatch.setenv("VQTOK_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setattr(_cpu_ext, "_state", {})
+    with caplog.at_level("INFO", logger=_cpu_ext.__name__):
+        assert _cpu_ext.load() is None and _cpu_ext.load() is None
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "false failed" in _cpu_ext.unavailable_reason()
+    assert not list(tmp_path.rglob("*.so"))  # the failed build left nothing behind
+    caplog.clear()
+    monkeypatch.setenv("VQTOK_DISABLE_CPU_EXT", "1")
+    monkeypatch.setattr(_cpu_ext, "_state", {})
+    with caplog.at_level("INFO", logger=_cpu_ext.__name__):
+        assert not _cpu_ext.available()
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert torch.equal(nearest(torch.ones(3, 2), torch.eye(2))[1], torch.zeros(3, dtype=torch.long))
+
+
+def test_concurrent_builds_share_one_cache(tmp_path):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    # Three processes compile into the same empty cache at once; each must load a complete library.
+    script = "from vqtok.kernels import _cpu_ext; assert _cpu_ext.available(), _cpu_ext.unavailable_reason()"
+    env = {**os.environ, "VQTOK_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+    assert len(list(tmp_path.rglob("*.so"))) == 1  # temporary files were renamed or removed
+
+
+def test_cpu_ext_threads_split_rows_identically():
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    g = torch.Generator().manual_seed(10)
+    x, c = torch.randn(811, 12, generator=g), torch.randn(500, 12, generator=g)
+    one = nearest(x, c, backend="cpu_ext")
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # three chunks of rows, the last one ragged
+    try:
+        three = nearest(x, c, backend="cpu_ext")
+    finally:
+        torch.set_num_threads(before)
+    # Each latent is scored by the same code path whichever thread runs it.
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+
+
+def test_cpu_ext_rejects_what_it_cannot_read():
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    x, c = torch.randn(10, 4), torch.randn(20, 4)
+    with pytest.raises(ValueError):
+        nearest(x, c, k=2, backend="cpu_ext")
+    with pytest.raises(ValueError):
+        _cpu_ext.ext_search(x.T.contiguous().T, c, (c * c).sum(-1))
+    with pytest.raises(ValueError):
+        _cpu_ext.ext_search(x, c, (c * c).sum(-1)[:5])
 
 
 # Peak-memory bound for N=200,000 x K=65,536 x D=64: the full distance matrix would be 48.8 GiB.
