@@ -170,7 +170,7 @@ def test_snr_loss_pools_the_batch() -> None:
     recon = (silent + noise[:2]).requires_grad_()
     loss = snr_loss(recon, silent)
     loss.backward()
-    assert math.isfinite(float(loss)) and torch.isfinite(recon.grad).all()
+    assert math.isfinite(float(loss.detach())) and torch.isfinite(recon.grad).all()
     with pytest.raises(ValueError):
         snr_loss(x, x[:, :, :10])
 
