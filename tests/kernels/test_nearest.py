@@ -264,7 +264,7 @@ def test_auto_uses_cpu_ext_when_available(monkeypatch):
     assert calls == [(40, 16)]
     assert torch.equal(idx, nearest(x, c, backend="torch")[1])
     nearest(x, c, k=2)  # top-k stays on torch
-    nearest(torch.randn(4, 300), torch.randn(30, 300))  # above the D where the kernel wins
+    nearest(torch.randn(4, 600), torch.randn(30, 600))  # above the D where the kernel wins
     assert calls == [(40, 16)]
 
 
