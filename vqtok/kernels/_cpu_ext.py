@@ -60,7 +60,9 @@ def load() -> ctypes.CDLL | None:
     with _lock:
         if "lib" not in _state:
             lib, reason = _build_and_load()
-            _state["lib"], _state["reason"] = lib, reason
+            # "lib" last: the unlocked fast path above must not see it before "reason".
+            _state["reason"] = reason
+            _state["lib"] = lib
             if lib is None:
                 # An explicit opt-out is not worth a warning; a failed build is, once per process.
                 log = logger.info if reason == _DISABLED else logger.warning
@@ -150,6 +152,8 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # too small: its idle threads exit, queued work still runs
             _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="vqtok-nearest"))
         return _pool[2]
 
