@@ -26,6 +26,8 @@ RVQ_OPTIONS = {
     "cosine-lowdim": {"metric": "cosine", "codebook_dim": 4},
     "gradient-dropout": {"ema_decay": None, "quantizer_dropout": 0.5},
     "simvq-rotation": {"ema_decay": None, "simvq": True, "gradient": "rotation"},
+    "beam-dropout": {"beam_width": 3, "quantizer_dropout": 0.5},
+    "beam-cosine-rotation": {"beam_width": 4, "metric": "cosine", "codebook_dim": 4, "gradient": "rotation"},
 }
 
 
@@ -191,3 +193,78 @@ def test_grouped_groups_are_independent():
     )
     with pytest.raises(ValueError, match="shape"):
         g.decode(indices[:, :1])  # one group instead of two
+
+
+# ------------------------------------------------------------------------------------ beam search
+def _clustered(n: int, dim: int = 8, clusters: int = 12, seed: int = 0) -> torch.Tensor:
+    """Tight clusters plus a spread-out residual: greedy RVQ wastes later levels on it."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 3.0 * torch.randn(clusters, dim, generator=g)
+    return centres[torch.randint(clusters, (n,), generator=g)] + 0.5 * torch.randn(n, dim, generator=g)
+
+
+@torch.no_grad()
+def _row_errors(q, x, indices) -> torch.Tensor:
+    return (q.decode(indices) - x).square().sum(-1)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"metric": "cosine", "codebook_dim": 4}], ids=["l2", "cosine-lowdim"])
+def test_beam_never_worse_than_greedy_per_row(overrides):
+    x = _clustered(2_000)
+    q = _train(_rvq(num_levels=4, **overrides), x, steps=5)
+    greedy = _row_errors(q, x, q.encode(x))
+    for width in (2, 8):
+        indices = q.encode(x, beam_width=width)
+        assert indices.shape == (2_000, 4) and int(indices.min()) >= 0 and int(indices.max()) < 16
+        beam = _row_errors(q, x, indices)
+        assert bool((beam <= greedy).all())
+        assert float(beam.mean()) < 0.99 * float(greedy.mean()), (float(beam.mean()), float(greedy.mean()))
+
+
+def test_beam_width_option_drives_eval_forward_and_keeps_level_prefixes():
+    x = _clustered(500, seed=1)
+    greedy = _train(_rvq(num_levels=4), x)
+    q = _train(_rvq(num_levels=4, beam_width=4), x)
+    # Training stays greedy, so the two models learned the same codebooks.
+    assert torch.equal(q.state_dict()["levels.0.embed"], greedy.state_dict()["levels.0.embed"])
+    out = q(x)
+    assert torch.equal(out.indices, q.encode(x)) and torch.equal(out.quantized, q.decode(out.indices))
+    assert torch.equal(q.encode(x, beam_width=1), greedy.encode(x))
+    assert not torch.equal(out.indices, greedy.encode(x))  # the beam did change some codes
+    for n in (1, 2, 3):
+        prefix = q.encode(x, num_levels=n)
+        assert prefix.shape == (500, n)
+        assert bool((_row_errors(q, x, prefix) <= _row_errors(q, x, q.encode(x, num_levels=n, beam_width=1))).all())
+
+
+def test_beam_keeps_gradients_and_dropout_in_training():
+    q = _train(_rvq(num_levels=3, beam_width=4, quantizer_dropout=1.0), _clustered(300)).train()
+    xi = _clustered(300, seed=2).requires_grad_(True)
+    out = q(xi)
+    out.quantized.sum().backward()
+    torch.testing.assert_close(xi.grad, torch.ones_like(xi))  # straight-through, once
+    # Quantizer dropout still zeroes later levels of some tokens, so not every row is a full decode.
+    full = q.decode(out.indices)
+    assert not torch.equal(out.quantized.detach(), full)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_beam_width_raises(bad):
+    with pytest.raises(ValueError, match="beam_width"):
+        _rvq(beam_width=bad)
+    q = _rvq().eval()
+    with pytest.raises(ValueError, match="beam_width"):
+        q.encode(make_latents(q, 4), beam_width=bad)
+    with pytest.raises(ValueError, match="beam_width"):
+        _grvq().eval().encode(make_latents(q, 4), beam_width=bad)
+
+
+def test_grouped_beam_encode():
+    x = _clustered(400, seed=3)
+    g = _train(_grvq(num_levels=3), x)
+    greedy, beam = g.encode(x), g.encode(x, beam_width=4)
+    assert beam.shape == greedy.shape == (400, 2, 3)
+    assert bool((_row_errors(g, x, beam) <= _row_errors(g, x, greedy)).all())
+    assert torch.equal(beam[:, 1], g.groups[1].encode(x[:, 4:], beam_width=4))
+    g4 = _train(_grvq(num_levels=3, beam_width=4), x)
+    assert torch.equal(g4(x).quantized, g4.decode(g4.encode(x)))

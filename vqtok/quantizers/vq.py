@@ -256,13 +256,16 @@ class VQ(Quantizer):
     def _quantize(self, latents: Tensor) -> QuantizerOutput:
         return self._step(latents)
 
-    def _step(self, latents: Tensor, weights: Tensor | None = None) -> QuantizerOutput:
+    def _step(self, latents: Tensor, weights: Tensor | None = None, indices: Tensor | None = None) -> QuantizerOutput:
         """Quantizes ``(N, D)`` latents; ``weights`` ``(N,)`` (0 or 1) selects the rows that count.
 
         Rows with weight 0 are still quantized (and restarts may sample them) but take no part in
         losses, metrics or codebook statistics. Residual quantizers use this for quantizer dropout,
-        so that every rank still joins every collective.
+        so that every rank still joins every collective. ``indices`` ``(N,)``, in eval mode only,
+        replaces the nearest-code search (residual beam search chooses codes jointly over levels).
         """
+        if indices is not None and self.training:
+            raise ValueError("precomputed indices are only accepted in eval mode: training updates the codebook first")
         z = self._project(latents)  # (N, d)
         metrics: dict[str, Tensor] = {}
         if self.training:
@@ -273,7 +276,8 @@ class VQ(Quantizer):
                 metrics["restarted_codes"] = self._restart_dead_codes(z.detach())
 
         codes = self._codes()  # (V, d)
-        _, indices = nearest(z.detach(), codes.detach(), self.metric)
+        if indices is None:
+            _, indices = nearest(z.detach(), codes.detach(), self.metric)
         q = codes[indices]  # (N, d)
 
         commitment = _mean_sq_error(z, q.detach(), weights)
