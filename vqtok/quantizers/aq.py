@@ -43,6 +43,7 @@ from torch import Tensor
 
 from ..kernels.beam import beam_search, decode_sum
 from ..kernels.nearest import nearest
+from ._codebook import kmeans
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
 
@@ -211,33 +212,16 @@ class AQ(Quantizer):
         return entropy.exp().mean()
 
 
-def _kmeans(x: Tensor, num_codes: int, iters: int) -> Tensor:
-    """Lloyd's k-means on ``x`` ``(N, D)``; returns ``(num_codes, D)`` centres.
-
-    With fewer points than codes, points are reused with a little noise so that codes differ.
-    """
-    n = x.shape[0]
-    if n >= num_codes:
-        centres = x[torch.randperm(n, device=x.device)[:num_codes]].clone()
-    else:
-        scale = x.square().mean().sqrt().clamp_min(1e-6)
-        pick = torch.randint(0, n, (num_codes,), device=x.device)
-        centres = x[pick] + 1e-2 * scale * torch.randn(num_codes, x.shape[1], device=x.device)
-    for _ in range(iters):
-        _, assign = nearest(x, centres)
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=num_codes)
-        # Empty clusters keep their centre rather than collapsing to zero.
-        centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-    return centres
-
-
 def _residual_kmeans(x: Tensor, num_books: int, num_codes: int, iters: int) -> Tensor:
-    """Residual k-means: codebook k clusters the residual of codebooks ``0..k-1``; ``(K, V, D)``."""
+    """Residual k-means: codebook k clusters the residual of codebooks ``0..k-1``; ``(K, V, D)``.
+
+    Each codebook is fitted by the shared k-means (k-means++ seeding, Lloyd iterations) of every
+    codebook quantizer.
+    """
     residual = x
     books = []
     for _ in range(num_books):
-        centres = _kmeans(residual, num_codes, iters)
+        centres, _ = kmeans(residual, num_codes, iters)
         _, assign = nearest(residual, centres)
         residual = residual - centres[assign]
         books.append(centres)
