@@ -40,6 +40,8 @@ __all__ = [
 
 # k-means on more rows than this gains little accuracy and costs time on the first step.
 KMEANS_MAX_ROWS = 1 << 16
+# k-means++ seeding draws more than this many centres in this many batched rounds (one pass each).
+SEEDING_ROUNDS = 256
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -145,9 +147,13 @@ def sample_rows(data: Tensor, num: int) -> Tensor:
 def kmeans_plusplus(data: Tensor, num_clusters: int) -> Tensor:
     """k-means++ seeding: each new centre is a data row drawn with probability ~ squared distance.
 
-    Distances are kept as a running ``(N,)`` minimum, updated against one new centre at a time, so
-    memory stays O(N + K d). When ``N < num_clusters`` (or rows repeat) the distances all reach zero
-    and the remaining centres are drawn uniformly, i.e. duplicated; dead-code restarts revive them.
+    Distances are kept as a running ``(N,)`` minimum, so memory stays O(N + K d). Sequential k-means++
+    makes one pass over the data per centre; beyond :data:`SEEDING_ROUNDS` centres they are drawn
+    in that many rounds instead, each round sampling a batch of distinct rows by squared distance
+    (the oversampling idea of k-means||: Bahmani et al., "Scalable K-Means++", VLDB 2012) and
+    updating the distances through :func:`nearest`. When ``N <= num_clusters`` every row becomes a
+    centre (k-means++ takes every distinct row before repeating one) and the rest are uniform
+    repeats, which dead-code restarts revive.
 
     Args:
         data: ``(N, d)`` float rows, ``N >= 1``.
@@ -157,15 +163,32 @@ def kmeans_plusplus(data: Tensor, num_clusters: int) -> Tensor:
         ``(K, d)`` centres, each a row of ``data``.
     """
     n, d = data.shape
+    if num_clusters >= n:
+        order = torch.randperm(n, device=data.device)
+        repeats = torch.randint(n, (num_clusters - n,), device=data.device)
+        return data[torch.cat([order, repeats])]
+    per_round = -(-(num_clusters - 1) // SEEDING_ROUNDS)  # ceil: 1 (exact k-means++) up to SEEDING_ROUNDS + 1 centres
     centres = data.new_empty(num_clusters, d)
     first = torch.randint(n, (1,), device=data.device)
     centres[0] = data[first[0]]
     min_dist = (data - centres[0]).square().sum(-1)
-    for i in range(1, num_clusters):
+    filled = 1
+    while filled < num_clusters:
+        m = min(per_round, num_clusters - filled)
         # The tiny floor turns an all-zero distance vector into a uniform draw without a host sync.
-        pick = torch.multinomial(min_dist + 1e-30, 1)
-        centres[i] = data[pick[0]]
-        min_dist = torch.minimum(min_dist, (data - centres[i]).square().sum(-1))
+        pick = torch.multinomial(min_dist + 1e-30, m)
+        fresh = data[pick]  # (m, d)
+        centres[filled : filled + m] = fresh
+        filled += m
+        if filled == num_clusters:
+            break
+        if m == 1:
+            dist = (data - fresh[0]).square().sum(-1)
+        else:
+            # Exact squared distance to the nearest new centre; the search itself never builds (N, m).
+            _, near = nearest(data, fresh)
+            dist = (data - fresh[near]).square().sum(-1)
+        min_dist = torch.minimum(min_dist, dist)
     return centres
 
 
