@@ -28,17 +28,65 @@ def test_registered() -> None:
 
 
 @pytest.mark.parametrize(
-    "quantizer, kwargs", [("fsq", {"levels": (8, 5, 5)}), ("vq", {"dim": 8, "codebook_size": 32})], ids=["fsq", "vq"]
+    "quantizer, kwargs",
+    [
+        ("fsq", {"levels": (8, 5, 5)}),
+        ("vq", {"dim": 8, "codebook_size": 32}),
+        ("rvq", {"dim": 8, "codebook_size": 16, "num_levels": 3}),
+    ],
+    ids=["fsq", "vq", "rvq"],
 )
-def test_chunk_layout_and_round_trip(quantizer, kwargs) -> None:
-    model = _tiny(quantizer=quantizer, quantizer_kwargs=kwargs).eval()
+@pytest.mark.parametrize(
+    "arch",
+    [{}, {"conv_layers": 0, "mlp_layers": 0}, {"conv_layers": 0, "mlp_layers": 1, "linear_path": True}],
+    ids=["conv-mlp", "linear", "mlp+linear-path"],
+)
+def test_chunk_layout_and_round_trip(quantizer, kwargs, arch) -> None:
+    model = _tiny(quantizer=quantizer, quantizer_kwargs=kwargs, **arch)
     x = _series(4, 24)
+    model(x)  # k-means init of VQ codebooks happens in training mode
+    model.eval()
     indices = model.encode(x)
-    assert indices.shape == (4, 3, 2) and indices.dtype == torch.int64  # (B, T / H, N)
+    levels = tuple(model.quantizer.index_shape)
+    assert indices.shape == (4, 3, 2, *levels) and indices.dtype == torch.int64  # (B, T / H, N, *index_shape)
     assert model.tokens_per_chunk == 2
     recon = model.decode(indices)
     assert recon.shape == x.shape
     torch.testing.assert_close(recon, model(x).recon)
+
+
+def test_linear_architecture_is_affine() -> None:
+    # conv_layers=0, mlp_layers=0: the encoder is one affine map, so it commutes with affine combinations.
+    model = _tiny(conv_layers=0, mlp_layers=0).eval()
+    x1, x2 = _series(2, 8), _series(2, 8, "test")
+    enc = model._encode_latents
+    torch.testing.assert_close(enc(0.3 * x1 + 0.7 * x2), 0.3 * enc(x1) + 0.7 * enc(x2), atol=1e-5, rtol=1e-5)
+
+
+def test_linear_path_adds_a_linear_map() -> None:
+    plain, with_path = _tiny(conv_layers=0, mlp_layers=1), _tiny(conv_layers=0, mlp_layers=1, linear_path=True)
+    extra = set(with_path.state_dict()) - set(plain.state_dict())
+    assert extra == {"encoder.linear.weight", "encoder.linear.bias", "decoder.linear.weight", "decoder.linear.bias"}
+    # With the MLP's output layer zeroed, only the linear path is left: the encoder becomes affine.
+    with torch.no_grad():
+        with_path.encoder.mlp[-1].weight.zero_()
+        with_path.encoder.mlp[-1].bias.zero_()
+    x1, x2 = _series(2, 8), _series(2, 8, "test")
+    enc = with_path._encode_latents
+    torch.testing.assert_close(enc(x1 + x2) + enc(torch.zeros_like(x1)), enc(x1) + enc(x2), atol=1e-5, rtol=1e-5)
+
+
+def test_empty_batch_round_trip() -> None:
+    model = _tiny().eval()
+    indices = model.encode(torch.zeros(0, 3, 16))
+    assert indices.shape == (0, 2, 2)
+    assert model.decode(indices).shape == (0, 3, 16)
+
+
+@pytest.mark.parametrize("bad", [{"mlp_layers": -1}, {"conv_layers": -1}, {"tokens_per_chunk": 0}])
+def test_bad_config_raises(bad) -> None:
+    with pytest.raises(ValueError):
+        _tiny(**bad)
 
 
 def test_chunks_are_independent() -> None:
@@ -60,12 +108,43 @@ def test_bad_shapes_raise(shape) -> None:
         model.encode(torch.zeros(shape))
 
 
-def test_bad_indices_raise() -> None:
-    model = _tiny().eval()
+MALFORMED = {
+    "out-of-range": lambda ok: torch.full_like(ok, 10_000),
+    "negative": lambda ok: torch.full_like(ok, -1),
+    "too-many-tokens": lambda ok: torch.cat([ok, ok[:, :, :1]], 2),
+    "too-few-tokens": lambda ok: ok[:, :, :1],
+    "no-chunks": lambda ok: ok[:, :0],
+    "missing-chunk-axis": lambda ok: ok[:, 0],
+    "extra-axis": lambda ok: ok[..., None],
+    "float": lambda ok: ok.float(),
+    "bool": lambda ok: ok.bool(),
+    "list": lambda ok: ok.tolist(),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(MALFORMED))
+@pytest.mark.parametrize(
+    "quantizer, kwargs",
+    [("fsq", {"levels": (8, 5, 5)}), ("rvq", {"dim": 8, "codebook_size": 16, "num_levels": 3})],
+    ids=["fsq", "rvq"],
+)
+def test_malformed_indices_raise(bad, quantizer, kwargs) -> None:
+    model = _tiny(quantizer=quantizer, quantizer_kwargs=kwargs).eval()
+    ok = model.encode(_series(2, 16))
+    assert model.decode(ok).shape == (2, 3, 16)
     with pytest.raises(ValueError):
-        model.decode(torch.zeros(2, 1, 3, dtype=torch.long))  # 3 tokens per chunk, model has 2
+        model.decode(MALFORMED[bad](ok))
+
+
+def test_rvq_level_prefix_decodes_and_too_many_levels_raise() -> None:
+    model = _tiny(quantizer="rvq", quantizer_kwargs={"dim": 8, "codebook_size": 16, "num_levels": 3}).eval()
+    x = _series(2, 16)
+    model(x)
+    prefix = model.encode(x, num_levels=2)
+    assert prefix.shape == (2, 2, 2, 2)
+    assert model.decode(prefix).shape == x.shape
     with pytest.raises(ValueError):
-        model.decode(torch.full((2, 1, 2), 10_000))
+        model.decode(torch.zeros(2, 2, 2, 4, dtype=torch.long))
 
 
 def test_loss_falls() -> None:

@@ -53,11 +53,17 @@ def test_reconstruction_error_is_the_rounding_error(fitted: FASTTokenizer) -> No
     "bad",
     [
         "unknown-id",
+        "huge-id",
         "negative-id",
         "dropped-token",
         "extra-token",
         "float-id",
+        "bool-id",
+        "string-id",
+        "none-id",
         "empty",
+        "float-array",
+        "not-a-sequence",
     ],
 )
 def test_malformed_sequences_raise(fitted: FASTTokenizer, bad: str) -> None:
@@ -66,14 +72,42 @@ def test_malformed_sequences_raise(fitted: FASTTokenizer, bad: str) -> None:
     vocab = fitted.vocab_len
     mutated = {
         "unknown-id": seq[:-1] + [vocab],
+        "huge-id": seq[:-1] + [2**40],
         "negative-id": [-1] + seq[1:],
         "dropped-token": seq[:-1],
         "extra-token": seq + [seq[0]],
         "float-id": [float(seq[0])] + seq[1:],
+        "bool-id": [True] + seq[1:],
+        "string-id": [str(seq[0])] + seq[1:],
+        "none-id": [None] + seq[1:],
         "empty": [],
+        "float-array": np.asarray(seq, dtype=np.float64),
+        "not-a-sequence": seq[0],
     }[bad]
     with pytest.raises(ValueError):
         fitted.decode([mutated, tokens[1]])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [5, "abc", np.zeros((2, 3, 4), dtype=np.int64), torch.zeros(2, 30), None],
+    ids=["int", "str", "3d-array", "float-tensor", "none"],
+)
+def test_malformed_containers_raise(fitted: FASTTokenizer, bad) -> None:
+    with pytest.raises(ValueError):
+        fitted.decode(bad)
+
+
+def test_array_and_tensor_tokens_decode_like_lists(fitted: FASTTokenizer) -> None:
+    x = _chunks(4, seed=5)
+    tokens = fitted.encode(x)
+    expected = fitted.decode(tokens)
+    torch.testing.assert_close(fitted.decode([torch.tensor(t) for t in tokens]), expected)
+    torch.testing.assert_close(fitted.decode([np.asarray(t) for t in tokens]), expected)
+    same_length = [t for t in tokens if len(t) == len(tokens[0])]
+    torch.testing.assert_close(fitted.decode(torch.tensor(same_length)), fitted.decode(same_length))
+    # An empty batch is a batch of zero chunks, not a malformed sequence.
+    assert fitted.decode([]).shape == (0, 3, 10)
 
 
 def test_bad_chunks_raise(fitted: FASTTokenizer) -> None:

@@ -57,6 +57,28 @@ def _unzigzag(z: np.ndarray) -> np.ndarray:
     return np.where(z % 2 == 0, z // 2, -(z + 1) // 2)
 
 
+def _token_rows(tokens: Any) -> list[list[Any]]:
+    """Normalizes the accepted token containers to lists of per-chunk id lists, or raises ValueError."""
+    if isinstance(tokens, (Tensor, np.ndarray)):
+        arr = tokens.detach().cpu().numpy() if isinstance(tokens, Tensor) else tokens
+        if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+            raise ValueError(f"token array must be 2-D (B, L) integer, got {arr.dtype} {arr.shape}")
+        return arr.tolist()
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+        raise ValueError(f"tokens must be a sequence of token id sequences, got {type(tokens).__name__}")
+    rows = []
+    for i, seq in enumerate(tokens):
+        if isinstance(seq, (Tensor, np.ndarray)):
+            arr = seq.detach().cpu().numpy() if isinstance(seq, Tensor) else seq
+            if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+                raise ValueError(f"sequence {i}: expected a 1-D integer array, got {arr.dtype} {arr.shape}")
+            seq = arr.tolist()
+        elif isinstance(seq, (str, bytes)) or not isinstance(seq, Iterable):
+            raise ValueError(f"sequence {i}: expected a sequence of token ids, got {type(seq).__name__}")
+        rows.append(list(seq))
+    return rows
+
+
 class FASTTokenizer:
     """DCT + rounding + BPE tokenizer for ``(B, C, H)`` action chunks.
 
@@ -213,14 +235,19 @@ class FASTTokenizer:
     def decode_integers(self, tokens: Sequence[Sequence[int]]) -> np.ndarray:
         """Token id lists -> integer codes ``(B, H * C)``.
 
+        Args:
+            tokens: One sequence of ids per chunk: lists of ints, 1-D integer arrays or tensors, or a
+                2-D integer array or tensor when all sequences have one length.
+
         Raises:
-            ValueError: On an unknown id, a non-integer id, or a sequence that does not expand to exactly
-                ``C * H`` integers.
+            ValueError: On an unknown id, a non-integer id, a sequence that does not expand to exactly
+                ``C * H`` integers (an empty one included), or a ``tokens`` that is not a sequence of
+                sequences.
         """
         bpe = self._require_fit()
         vocab = self.vocab_len
         rows = []
-        for i, seq in enumerate(tokens):
+        for i, seq in enumerate(_token_rows(tokens)):
             pieces = []
             for t in seq:
                 if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < vocab:
