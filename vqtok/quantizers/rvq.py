@@ -132,6 +132,7 @@ class ResidualQuantizer(Quantizer):
         num_levels, beam_width = self._encode_options(options)
         return self._search(latents, num_levels, beam_width)
 
+    @torch.no_grad()
     def _search(self, latents: Tensor, num_levels: int, beam_width: int) -> Tensor:
         """Indices ``(N, num_levels)`` of the first ``num_levels`` levels, greedy or by beam search."""
         greedy = self._greedy(latents, num_levels)
