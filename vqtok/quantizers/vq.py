@@ -250,7 +250,9 @@ class VQ(Quantizer):
         assert sums is not None
         sums = cb.all_reduce_sum_(sums)
         cb.ema_update_(self.cluster_size, counts, self.ema_decay, self.embed_sum, sums)
-        self.embed.copy_(self.embed_sum / cb.laplace_smoothed(self.cluster_size, self.eps)[:, None])
+        # Divided straight into the codebook: a (V, d) temporary would be the largest allocation of a
+        # training step at large V * d.
+        torch.div(self.embed_sum, cb.laplace_smoothed(self.cluster_size, self.eps)[:, None], out=self.embed)
 
     # ------------------------------------------------------------------------------ quantization
     def _quantize(self, latents: Tensor) -> QuantizerOutput:
