@@ -42,7 +42,8 @@ class ResidualQuantizer(Quantizer):
 
     Indices are ``(..., L)`` with the coarsest level first. ``encode(latents, num_levels=n)`` keeps
     only the first ``n`` levels (``(..., n)``, fewer bits), and ``decode`` accepts any such prefix.
-    ``encode(latents, beam_width=b)`` overrides the constructor's beam width for one call.
+    ``encode(latents, beam_width=b)`` overrides the constructor's beam width for one call; with a
+    beam, the code of a level prefix need not be the prefix of the full code (each is searched alone).
 
     Args:
         dim: Latent width D.
@@ -139,7 +140,7 @@ class ResidualQuantizer(Quantizer):
         if beam_width == 1:
             return greedy
         # The beam scores what decode returns: the sum of the levels' output tables (latent space).
-        tables = torch.stack([level._output_table() for level in self.levels[:num_levels]])  # (n, V, D)
+        tables = torch.stack([level._output_table() for level in self.levels[:num_levels]])  # (num_levels, V, D)
         _, beam = beam_search(latents, tables, beam_width=beam_width)
         # A beam can prune the greedy path, and projected or cosine levels search a different
         # space, so keep the greedy codes wherever the beam is not strictly better.
