@@ -7,16 +7,20 @@ relative reconstruction MSE on the database (sum ||x - x_hat||^2 / sum ||x||^2),
 search (share of queries whose exact nearest database vector is in the returned top 10), and the
 vqtok / faiss ratios of fit and encode wall time, all single-threaded.
 
-Run: .venv/bin/python benchmarks/vectors.py [--out benchmarks/results/vectors.json]
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vectors.py [--out benchmarks/results/vectors.json]
+Iterate on one cell: ``--methods rq --budgets 8 --faiss-cache`` (reuses faiss results for the same data and
+settings from ~/.cache/vqtok/faiss_vectors; the final table is run without it, so both sides share one run).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -56,6 +60,24 @@ def run_faiss(method: str, m: int, dim: int, train, db, queries):
     return {"fit_s": fit, "encode_s": enc, "mse": rel_mse(db, recon), "ids": ids, "bytes": index.sa_code_size()}
 
 
+def cached_faiss(method: str, m: int, dim: int, train, db, queries, use_cache: bool):
+    """``run_faiss``, memoised on disk by a hash of the data and the cell (for fast iteration on vqtok only)."""
+    if not use_cache:
+        return run_faiss(method, m, dim, train, db, queries)
+    h = hashlib.sha1()
+    for a in (train, db, queries):
+        h.update(np.ascontiguousarray(a).tobytes())
+    key = f"{method}_{m}_{faiss.__version__}_{h.hexdigest()[:16]}"
+    path = Path.home() / ".cache" / "vqtok" / "faiss_vectors" / f"{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        return {k: (z[k] if k == "ids" else z[k].item()) for k in z.files}
+    out = run_faiss(method, m, dim, train, db, queries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
+    return out
+
+
 def make_vqtok(method: str, m: int, dim: int):
     common = {"device": "cpu", "progress": False}
     if method == "pq":
@@ -63,8 +85,8 @@ def make_vqtok(method: str, m: int, dim: int):
     if method == "opq":
         return OPQ(dim, m, 8, **common)
     if method == "rq":
-        return RQ(dim, m, 8, beam_width=8, refine_iters=2, **common)
-    return LSQ(dim, m, 8, beam_width=8, refine_iters=1, lsq_iters=4, icm_passes=2, **common)
+        return RQ(dim, m, 8, beam_width=5, encode_beam_width=12, **common)
+    return LSQ(dim, m, 8, beam_width=5, encode_beam_width=12, lsq_iters=4, icm_passes=1, **common)
 
 
 def run_vqtok(method: str, m: int, dim: int, train, db, queries):
@@ -90,6 +112,7 @@ def main() -> None:
     p.add_argument("--budgets", type=int, nargs="+", default=[8, 16], help="bytes per vector (8-bit codebooks)")
     p.add_argument("--methods", nargs="+", default=["pq", "opq", "rq", "lsq"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--faiss-cache", action="store_true", help="reuse cached faiss results (iteration only)")
     p.add_argument("--out", default="benchmarks/results/vectors.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,9 +136,11 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for budget in args.budgets:
-        for method in args.methods:
-            f = run_faiss(method, budget, dim, train, db, queries)
+    # Method-major order, LSQ last by default: the JSON is rewritten after every cell, so a run cut short
+    # keeps the finished cells.
+    for method in args.methods:
+        for budget in args.budgets:
+            f = cached_faiss(method, budget, dim, train, db, queries, args.faiss_cache)
             v = run_vqtok(method, budget, dim, train, db, queries)
             row = {
                 "method": method,
@@ -130,6 +155,7 @@ def main() -> None:
                 "vqtok_fit_s": v["fit_s"],
                 "faiss_encode_s": f["encode_s"],
                 "vqtok_encode_s": v["encode_s"],
+                "load_1min": os.getloadavg()[0],
             }
             rows.append(row)
             print(
@@ -139,6 +165,12 @@ def main() -> None:
                 f"{f['encode_s']:5.1f}/{v['encode_s']:5.1f} {v['encode_s'] / f['encode_s']:6.2f}",
                 flush=True,
             )
+            write(args, sources, rows)
+    print(f"wrote {args.out}")
+
+
+def write(args: argparse.Namespace, sources: dict, rows: list[dict]) -> None:
+    """(Re)writes the results JSON with the rows so far."""
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     meta = {
         "sources": sources,
@@ -146,13 +178,14 @@ def main() -> None:
         "database": args.database,
         "queries": args.queries,
         "threads": args.threads,
+        "faiss_cached": args.faiss_cache,
+        "load_average": os.getloadavg(),
         "faiss": faiss.__version__,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
     }
     with open(args.out, "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=1)
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..kernels import nearest
 
-__all__ = ["assign", "kmeans", "kmeans_plusplus"]
+__all__ = ["assign", "kmeans", "kmeans_plusplus", "progressive_kmeans"]
 
 
 def assign(x: Tensor, centroids: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -138,3 +138,51 @@ def kmeans(
             far = torch.topk(dist, num_empty).indices
             c[empty] = x[far]
     return c
+
+
+@torch.no_grad()
+def progressive_kmeans(
+    x: Tensor, k: int, iters: int = 10, steps: int = 10, seed: int = 0, max_points: int | None = None
+) -> Tensor:
+    """k-means run in PCA space on a growing number of leading dimensions, each step warm-started by the last.
+
+    The idea of faiss's progressive-dimension clustering: the first steps place the centroids along the
+    directions of largest variance, where k-means has few poor local minima, and each later step only
+    refines them as lower-variance dimensions join. On the high-dimensional residuals of residual
+    quantization this reaches clearly lower error than k-means++ + Lloyd on all dimensions, at a
+    fraction of the cost (most steps run on few dimensions).
+
+    Args:
+        x: ``(N, D)`` float vectors, ``N >= k``.
+        k: Number of centroids.
+        iters: Lloyd iterations per step.
+        steps: Number of dimension steps; step ``s`` uses ``round(D ** ((s + 1) / steps))`` dimensions.
+        seed: Seed for subsampling and the first step's k-means++.
+        max_points: Subsample at most this many vectors (``None``: all).
+
+    Returns:
+        ``(k, D)`` float32 centroids.
+    """
+    n, d = x.shape
+    if n < k:
+        raise ValueError(f"k-means needs at least {k} training vectors for {k} centroids, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    if max_points is not None and n > max_points:
+        x = x[torch.randperm(n, generator=g)[:max_points].to(x.device)]
+    x = x.float()
+    mean = x.mean(0)
+    xc = x - mean
+    _, vecs = torch.linalg.eigh(xc.T.double() @ xc.double())
+    basis = vecs.flip(1).float()  # (D, D), columns by decreasing variance
+    z = xc @ basis
+    dims = sorted({max(1, min(d, round(d ** ((s + 1) / steps)))) for s in range(steps)} | {d})
+    c = None
+    for di in dims:
+        if c is not None:
+            # Extend the previous centroids to the new dimensions with the means of their current clusters.
+            _, idx = nearest(z[:, : c.shape[1]], c)
+            sums = torch.zeros(k, di, device=x.device).index_add_(0, idx, z[:, :di])
+            cnt = torch.zeros(k, device=x.device).index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
+            c = torch.cat([c, (sums[:, c.shape[1] :] / cnt.clamp_min(1)[:, None])], 1)
+        c = kmeans(z[:, :di].contiguous(), k, iters=iters, seed=seed, init=c)
+    return c @ basis.T + mean

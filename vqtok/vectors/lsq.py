@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..kernels.beam import beam_search
+from ._beam import beam_encode, icm_refine
 from .rq import RQ, least_squares_codebooks
 
 __all__ = ["LSQ"]
@@ -33,12 +33,14 @@ class LSQ(RQ):
         num_codebooks: int,
         codebook_bits: int = 8,
         *,
-        kmeans_iters: int = 25,
-        beam_width: int = 8,
-        refine_iters: int = 1,
-        lsq_iters: int = 8,
+        kmeans_iters: int = 10,
+        beam_width: int = 5,
+        encode_beam_width: int | None = 12,
+        refine_iters: int = 0,
+        lsq_iters: int = 4,
         icm_passes: int = 2,
         noise: float = 0.1,
+        kmeans_max_points: int | None = 65536,
         seed: int = 0,
         device: str | torch.device | None = None,
         progress: bool = True,
@@ -47,12 +49,14 @@ class LSQ(RQ):
         dim: Vector dimension ``D``.
         num_codebooks: Number of codebooks ``M``.
         codebook_bits: Bits per index.
-        kmeans_iters: Lloyd iterations per stage of the residual initialisation.
-        beam_width: Beams kept while encoding.
+        kmeans_iters: Lloyd iterations per dimension step of the residual initialisation.
+        beam_width: Beams kept while training the residual initialisation.
+        encode_beam_width: Beams kept by the LSQ alternations and ``encode`` (``None``: ``beam_width``).
         refine_iters: Refinement rounds of the residual initialisation.
         lsq_iters: Alternations of (beam + ICM encode, least-squares update).
         icm_passes: ICM passes after the beam, in training and in ``encode``.
         noise: Relative std of the stochastic-relaxation noise on the first update (decays to 0).
+        kmeans_max_points: Residuals subsampled per stage's k-means in the residual initialisation.
         seed: Seed for k-means++ and the relaxation noise.
         device: Fitting/encoding device.
         progress: Show progress bars.
@@ -63,7 +67,9 @@ class LSQ(RQ):
             codebook_bits,
             kmeans_iters=kmeans_iters,
             beam_width=beam_width,
+            encode_beam_width=encode_beam_width,
             refine_iters=refine_iters,
+            kmeans_max_points=kmeans_max_points,
             seed=seed,
             device=device,
             progress=progress,
@@ -79,19 +85,24 @@ class LSQ(RQ):
         best_err = float("inf")
         best = self.codebooks
         for it in tqdm(range(self.lsq_iters), desc="LSQ", disable=not self.progress):
-            err, idx = beam_search(x, self.codebooks, beam_width=self.beam_width, refine_passes=self.icm_passes)
+            err, idx = self._beam_icm(x)
             if float(err.sum()) < best_err:
                 best_err, best = float(err.sum()), self.codebooks
             # Stochastic relaxation: noise std decays like (1 - t/T)^2, zero on the last updates.
             temp = self.noise * max(0.0, 1 - (it + 1) / max(1, self.lsq_iters - 1)) ** 2
             target = x + temp * scale * torch.randn(x.shape, generator=g, device=x.device) if temp > 0 else x
             self.codebooks = least_squares_codebooks(target, idx, self.codebook_size)
-        err, _ = beam_search(x, self.codebooks, beam_width=self.beam_width, refine_passes=self.icm_passes)
+        err, _ = self._beam_icm(x)
         if float(err.sum()) > best_err:
             self.codebooks = best
 
+    def _beam_icm(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Beam search in residual order, then ICM passes (the codebooks are no longer residual after an update)."""
+        _, idx = beam_encode(x, self.codebooks, self.encode_beam_width)
+        return icm_refine(x, self.codebooks, idx, self.icm_passes)
+
     def _encode(self, x: Tensor) -> Tensor:
-        return beam_search(x, self.codebooks, beam_width=self.beam_width, refine_passes=self.icm_passes)[1]
+        return self._beam_icm(x)[1]
 
     def _config(self) -> dict[str, Any]:
         return {

@@ -45,7 +45,7 @@ class OPQ(PQ):
         num_codebooks: int,
         codebook_bits: int = 8,
         *,
-        opq_iters: int = 20,
+        opq_iters: int = 50,
         opq_kmeans_iters: int = 4,
         kmeans_iters: int = 25,
         seed: int = 0,
@@ -56,7 +56,7 @@ class OPQ(PQ):
         dim: Vector dimension ``D``, divisible by ``num_codebooks``.
         num_codebooks: Number of sub-spaces ``M``.
         codebook_bits: Bits per index.
-        opq_iters: Alternations between PQ and the Procrustes rotation update.
+        opq_iters: Alternations between PQ and the Procrustes rotation update (50, as faiss's OPQMatrix).
         opq_kmeans_iters: Warm-started Lloyd iterations per alternation.
         kmeans_iters: Lloyd iterations of the final PQ on the rotated data.
         seed: Seed for k-means++.

@@ -5,9 +5,12 @@ quantization); beam-search encoding and joint codebook refinement as in Liu et a
 Vector Quantization for High-dimensional Approximate Nearest Neighbor Search", AAAI 2015
 (arXiv:1509.05195). The reconstruction is ``sum_m C_m[i_m]`` with full-dimensional codebooks.
 
-Training: stage-wise k-means on the residuals (greedy RQ), then ``refine_iters`` rounds of
-(beam-search encode the training set, solve all codebooks jointly by least squares). The joint
-solve makes the codebooks a general additive code, which the beam encoder handles unchanged.
+Training is beam-aware, as faiss's ``ResidualQuantizer``: the training set is carried through the
+stages as a beam of ``beam_width`` partial encodings per vector, and each stage's k-means is fitted
+on the residuals of all beams (not only of the greedy path), so later codebooks are trained on the
+residuals the beam encoder will actually produce. Then ``refine_iters`` rounds of (beam-encode the
+training set, solve all codebooks jointly by least squares) follow; the joint solve makes the
+codebooks a general additive code, which the beam encoder handles unchanged.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..kernels import nearest
-from ..kernels.beam import beam_search, decode_sum
-from ._kmeans import kmeans
+from ..kernels.beam import decode_sum
+from ._beam import beam_encode, beam_step
+from ._kmeans import progressive_kmeans
 from .base import VectorCodec
 
 __all__ = ["RQ", "least_squares_codebooks"]
@@ -71,9 +74,11 @@ class RQ(VectorCodec):
         num_codebooks: int,
         codebook_bits: int = 8,
         *,
-        kmeans_iters: int = 25,
-        beam_width: int = 8,
-        refine_iters: int = 3,
+        kmeans_iters: int = 10,
+        beam_width: int = 5,
+        encode_beam_width: int | None = 12,
+        refine_iters: int = 0,
+        kmeans_max_points: int | None = 65536,
         seed: int = 0,
         device: str | torch.device | None = None,
         progress: bool = True,
@@ -82,9 +87,13 @@ class RQ(VectorCodec):
         dim: Vector dimension ``D``.
         num_codebooks: Number of stages ``M``.
         codebook_bits: Bits per index.
-        kmeans_iters: Lloyd iterations per stage.
-        beam_width: Beams kept while encoding (1 = greedy residual encoding).
-        refine_iters: Rounds of (beam encode, least-squares codebook update) after greedy training.
+        kmeans_iters: Lloyd iterations per dimension step of each stage's progressive k-means.
+        beam_width: Beams kept while training (1 = greedy residual quantization); 5 as faiss.
+        encode_beam_width: Beams kept by ``encode``, ``None`` for ``beam_width``. A wider beam than in
+            training buys lower error for a linear encoding cost (12: -0.9% MSE at 3x time on MiniLM).
+        refine_iters: Rounds of (beam encode, least-squares codebook update) after the stage-wise training.
+        kmeans_max_points: Residuals subsampled per stage's k-means (the beam multiplies the training
+            set by ``beam_width``); ``None`` uses all.
         seed: Seed for k-means++.
         device: Fitting/encoding device.
         progress: Show progress bars.
@@ -92,20 +101,31 @@ class RQ(VectorCodec):
         super().__init__(dim, num_codebooks, codebook_bits, seed=seed, device=device, progress=progress)
         self.kmeans_iters = kmeans_iters
         self.beam_width = beam_width
+        self.encode_beam_width = encode_beam_width or beam_width
         self.refine_iters = refine_iters
+        self.kmeans_max_points = kmeans_max_points
         self.codebooks = torch.zeros(num_codebooks, self.codebook_size, dim, device=self.device)
 
     def _fit(self, x: Tensor) -> None:
-        residual = x.clone()
+        n, d = x.shape
+        residual = x[:, None, :].clone()  # (N, B, D): residuals of the live beams
+        codes = torch.empty(n, 1, 0, dtype=torch.long, device=x.device)
         for m in tqdm(range(self.num_codebooks), desc=f"{type(self).__name__} stages", disable=not self.progress):
-            self.codebooks[m] = kmeans(residual, self.codebook_size, iters=self.kmeans_iters, seed=self.seed + m)
-            residual -= self.codebooks[m][nearest(residual, self.codebooks[m])[1]]
+            self.codebooks[m] = progressive_kmeans(
+                residual.reshape(-1, d),
+                self.codebook_size,
+                iters=self.kmeans_iters,
+                seed=self.seed + m,
+                max_points=self.kmeans_max_points,
+            )
+            residual, codes, _ = beam_step(residual, codes, self.codebooks[m], self.beam_width)
+        del residual
         self._refine(x, self.refine_iters, desc=f"{type(self).__name__} refine")
 
-    def _refine(self, x: Tensor, iters: int, desc: str, refine_passes: int = 0) -> None:
+    def _refine(self, x: Tensor, iters: int, desc: str) -> None:
         """Alternates beam-search encoding and the joint least-squares codebook update."""
         for _ in tqdm(range(iters), desc=desc, disable=not self.progress):
-            _, idx = beam_search(x, self.codebooks, beam_width=self.beam_width, refine_passes=refine_passes)
+            _, idx = beam_encode(x, self.codebooks, self.encode_beam_width)
             books = least_squares_codebooks(x, idx, self.codebook_size)
             # Keep the update only if it lowers the training error (it can't with exact arithmetic, but
             # a near-singular solve could).
@@ -113,7 +133,7 @@ class RQ(VectorCodec):
                 self.codebooks = books
 
     def _encode(self, x: Tensor) -> Tensor:
-        return beam_search(x, self.codebooks, beam_width=self.beam_width)[1]
+        return beam_encode(x, self.codebooks, self.encode_beam_width)[1]
 
     def _decode(self, indices: Tensor) -> Tensor:
         return decode_sum(self.codebooks, indices)
@@ -130,4 +150,10 @@ class RQ(VectorCodec):
         self.codebooks = tensors["codebooks"].float()
 
     def _config(self) -> dict[str, Any]:
-        return {"kmeans_iters": self.kmeans_iters, "beam_width": self.beam_width, "refine_iters": self.refine_iters}
+        return {
+            "kmeans_iters": self.kmeans_iters,
+            "beam_width": self.beam_width,
+            "encode_beam_width": self.encode_beam_width,
+            "refine_iters": self.refine_iters,
+            "kmeans_max_points": self.kmeans_max_points,
+        }

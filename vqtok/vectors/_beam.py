@@ -1,0 +1,114 @@
+"""Dense beam search and ICM for additive codes with small codebooks (the offline-vector case).
+
+:func:`vqtok.kernels.beam.beam_search` is built for large codebooks (it never forms an
+``N x B x K`` table). Offline vector codecs use ``K <= 2**12`` codes per codebook, where that table,
+taken in row chunks, is small, and scoring every child of every beam with one matrix product per stage
+is both exact (all ``B * K`` children are ranked, as in faiss's ``ResidualQuantizer``) and faster than
+per-beam k-NN calls. :func:`beam_step` is exposed on its own because beam-aware training interleaves
+it with the k-means of each stage.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..kernels import nearest
+from ..kernels.beam import decode_sum
+
+__all__ = ["beam_encode", "beam_step", "icm_refine"]
+
+# Floats in one (rows, B, K) distance table chunk (32 MiB).
+_TABLE_FLOATS = 1 << 23
+
+
+@torch.no_grad()
+def beam_step(residual: Tensor, codes: Tensor, book: Tensor, beam_width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Extends every beam by one code of ``book`` and keeps the ``beam_width`` best children per row.
+
+    Args:
+        residual: ``(N, B, D)`` residuals of the live beams.
+        codes: ``(N, B, m)`` int64 codes chosen so far.
+        book: ``(K, D)`` codebook of the next stage.
+        beam_width: Beams kept per row.
+
+    Returns:
+        ``(residual, codes, errors)``: ``(N, B', D)``, ``(N, B', m + 1)`` and ``(N, B')`` squared
+        errors, ``B' = min(beam_width, B * K)``, beams sorted best first.
+    """
+    n, b, d = residual.shape
+    k = book.shape[0]
+    keep = min(beam_width, b * k)
+    norms = book.square().sum(1)
+    rows = max(1, _TABLE_FLOATS // (b * k))
+    out_res = residual.new_empty(n, keep, d)
+    out_codes = codes.new_empty(n, keep, codes.shape[2] + 1)
+    out_err = residual.new_empty(n, keep)
+    for r0 in range(0, n, rows):
+        r = residual[r0 : r0 + rows]
+        c = codes[r0 : r0 + rows]
+        nr = r.shape[0]
+        # ||r - c||^2 for all B * K children; cancellation only perturbs near-ties, and the kept residuals
+        # are recomputed exactly below.
+        table = (r.square().sum(-1, keepdim=True) + norms) - 2 * (r @ book.T)
+        err, best = torch.topk(table.reshape(nr, b * k), keep, dim=1, largest=False, sorted=True)
+        parent, code = best // k, best % k
+        out_res[r0 : r0 + rows] = r.gather(1, parent[:, :, None].expand(nr, keep, d)) - book[code]
+        prefix = c.gather(1, parent[:, :, None].expand(nr, keep, c.shape[2]))
+        out_codes[r0 : r0 + rows] = torch.cat([prefix, code[:, :, None]], 2)
+        out_err[r0 : r0 + rows] = err
+    return out_res, out_codes, out_err
+
+
+@torch.no_grad()
+def beam_encode(x: Tensor, codebooks: Tensor, beam_width: int, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+    """Residual-order beam search over all codebooks.
+
+    Args:
+        x: ``(N, D)`` vectors.
+        codebooks: ``(M, K, D)``.
+        beam_width: Beams kept after each stage (1 = greedy residual encoding).
+        batch_size: Rows encoded at a time (bounds the ``(rows, B, D)`` residual memory).
+
+    Returns:
+        ``(errors, indices)``: ``(N,)`` exact squared errors and ``(N, M)`` int64 indices of the best beam.
+    """
+    n = x.shape[0]
+    idx = torch.empty(n, codebooks.shape[0], dtype=torch.long, device=x.device)
+    for r0 in range(0, n, batch_size):
+        res = x[r0 : r0 + batch_size, None, :]
+        codes = torch.empty(res.shape[0], 1, 0, dtype=torch.long, device=x.device)
+        for m in range(codebooks.shape[0]):
+            res, codes, _ = beam_step(res, codes, codebooks[m], beam_width)
+        idx[r0 : r0 + batch_size] = codes[:, 0]
+    errors = (x - decode_sum(codebooks, idx)).square().sum(-1)
+    return errors, idx
+
+
+@torch.no_grad()
+def icm_refine(x: Tensor, codebooks: Tensor, indices: Tensor, passes: int = 1) -> tuple[Tensor, Tensor]:
+    """Iterated conditional modes: re-chooses each codebook's index given the others, keeping strict gains.
+
+    Args:
+        x: ``(N, D)`` vectors.
+        codebooks: ``(M, K, D)``.
+        indices: ``(N, M)`` starting indices.
+        passes: Sweeps over the ``M`` codebooks.
+
+    Returns:
+        ``(errors, indices)`` as in :func:`beam_encode`; no row's error increases.
+    """
+    indices = indices.clone()
+    recon = decode_sum(codebooks, indices)
+    error = (x - recon).square().sum(-1)
+    for _ in range(passes):
+        for m in range(codebooks.shape[0]):
+            others = recon - codebooks[m][indices[:, m]]
+            _, new = nearest(x - others, codebooks[m])
+            new_recon = others + codebooks[m][new]
+            new_error = (x - new_recon).square().sum(-1)
+            better = new_error < error
+            indices[:, m] = torch.where(better, new, indices[:, m])
+            recon = torch.where(better[:, None], new_recon, recon)
+            error = torch.where(better, new_error, error)
+    return error, indices
