@@ -155,6 +155,9 @@ def _learned_rows(dataset: str, train: torch.Tensor, test: torch.Tensor, spec: t
         options = {} if levels is None else {"num_levels": levels}
         with torch.no_grad():
             recon = model.decode(model.encode(test, **options))
+            # The training error next to the test error shows how much of the gap is overfitting.
+            seen = train[:: max(1, train.shape[0] // 2000)]
+            train_mse = float((model.decode(model.encode(seen, **options)) - seen).pow(2).mean())
         entries = n_tokens * (q.num_codebooks if levels is None else levels)
         rows.append(
             _row(
@@ -168,6 +171,7 @@ def _learned_rows(dataset: str, train: torch.Tensor, test: torch.Tensor, spec: t
                 tokens_per_chunk=entries,
                 vocab=q.codebook_size,
                 bits_per_chunk=round(entries * math.log2(q.codebook_size), 1),
+                train_mse=round(train_mse, 5),
                 train_seconds=round(seconds, 1),
             )
         )
