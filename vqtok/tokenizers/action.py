@@ -167,6 +167,8 @@ class ActionTokenizer(Tokenizer):
     def decode(self, indices: Tensor) -> Tensor:
         """Indices ``(B, K, N, *index_shape)`` -> series ``(B, C, K * H)``.
 
+        A residual quantizer also takes a prefix of its levels (``encode(x, num_levels=n)``).
+
         Raises:
             ValueError: On anything that is not such an integer tensor with ``K >= 1`` chunks and ``N``
                 tokens per chunk, or on an index out of the quantizer's range; never decodes it to zeros.
