@@ -135,7 +135,8 @@ def main() -> int:
     out.write_text(json.dumps(summary, indent=2))
     print(f"held-out: {len(test.waveforms)} files, {seconds:.1f} s of 8 kHz speech (raw PCM {raw_kbps:g} kbps)")
     if train_seconds is not None:
-        print(f"trained {cfg.steps} steps in {train_seconds / 60:.1f} min")
+        # A resumed run times only the steps done by this invocation.
+        print(f"trained to step {cfg.steps} in {train_seconds / 60:.1f} min (this invocation)")
     keys = [k for k in ("num_levels", "kbps", "tokens_per_second", "si_snr_db", "mel_distance", "stoi") if k in rows[0]]
     print("  ".join(f"{k:>17}" for k in keys))
     for row in rows:

@@ -6,7 +6,8 @@ arXiv:2210.13438; Kumar et al., "High-Fidelity Audio Compression with Improved R
 a convolutional encoder whose strided stages multiply to the hop (e.g. strides ``(2, 4, 5, 8)`` give 320
 samples per frame, 75 Hz at 24 kHz), residual VQ with quantizer dropout so that one model serves several
 bitrates, a mirrored transposed-convolution decoder, and waveform L1 + multi-scale STFT + multi-scale mel
-losses. No adversarial loss and no weights are shipped. Written for vqtok; no code was copied.
+losses, plus an optional batch-pooled SNR term (``snr_weight``) for waveform fidelity. No adversarial loss
+and no weights are shipped. Written for vqtok; no code was copied.
 
 Lengths: the encoder right-pads ``T`` with zeros to the next multiple of the hop. ``forward`` crops the
 reconstruction back to ``T``; :meth:`AudioTokenizer.decode` returns ``frames * hop`` samples unless it is
