@@ -1,11 +1,14 @@
 """vqtok.weights (vector PTQ) vs round-to-nearest int4/int3 (group 128) on the real all-MiniLM-L6-v2.
 
-Every ``nn.Linear`` of the transformer is quantized; embeddings, LayerNorms and biases stay fp32.
+Every ``nn.Linear`` of the transformer is quantized; embeddings, LayerNorms and biases stay fp32
+(``+finetune`` rows adjust LayerNorms and biases, still fp32).
 Bits per weight count everything stored for the linear weights: indices, codebooks (fp16), row
 scales, outliers; RTN counts its fp16 scale and zero per group of 128 (``bits + 0.25``).
-Calibration: 128 real sentences; evaluation: 500 other (held-out) real sentences. We report the mean
-cosine similarity between original and quantized sentence embeddings, and the Spearman correlation
-between the original and quantized pairwise cosine similarities over all sentence pairs.
+Calibration: 512 real sentences (importance statistics and, for ``+finetune``, 200 Adam steps of
+end-to-end fine-tuning of codebooks/scales/biases/LayerNorms towards the fp32 model's outputs);
+evaluation: 500 other (held-out) real sentences. We report the mean cosine similarity between
+original and quantized sentence embeddings, and the Spearman correlation between the original and
+quantized pairwise cosine similarities over all sentence pairs.
 
 Run: .venv/bin/python benchmarks/weights.py [--out benchmarks/results/weights.json]
 """
@@ -40,7 +43,7 @@ def compare(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--calib", type=int, default=128)
+    p.add_argument("--calib", type=int, default=512)
     p.add_argument("--eval", type=int, default=500)
     p.add_argument("--vector-len", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
@@ -63,14 +66,11 @@ def main() -> None:
         ("vqtok 3-bit", {"bits": 3}),
         ("vqtok 2-bit", {"bits": 2}),
         ("vqtok 2-bit +0.5% outliers", {"bits": 2, "outlier_frac": 0.005}),
-        # Experimental GPTQ-style compensation: lowers per-layer error but collapses end to end here
-        # (cosine 0.26-0.50 in our runs); run with --only feedback to reproduce.
-        ("vqtok 2-bit +feedback", {"bits": 2, "error_feedback": True}),
+        ("vqtok 2-bit +finetune", {"bits": 2, "finetune_steps": 200}),
+        ("vqtok 2-bit +0.5% outliers +finetune", {"bits": 2, "outlier_frac": 0.005, "finetune_steps": 200}),
     ]
     if args.only:
         configs = [c for c in configs if any(o in c[0] for o in args.only)]
-    else:
-        configs = [c for c in configs if "feedback" not in c[0]]
     rows = []
     print(f"data: {sources}; calibration {len(calib)} sentences, held-out {len(held_out)}")
     header = f"{'method':28} {'bits/w':>7} {'cosine':>8} {'spearman':>9} {'quant s':>8}"
@@ -88,7 +88,7 @@ def main() -> None:
                 bits=cfg["bits"],
                 vector_len=args.vector_len,
                 outlier_frac=cfg.get("outlier_frac", 0.0),
-                error_feedback=cfg.get("error_feedback", False),
+                finetune_steps=cfg.get("finetune_steps", 0),
                 progress=False,
             )
             bpw = report.bits_per_weight
@@ -98,7 +98,13 @@ def main() -> None:
         print(f"{name:28} {bpw:7.3f} {cos:8.4f} {rho:9.4f} {secs:8.1f}", flush=True)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as fh:
-        meta = {"sources": sources, "calib": len(calib), "eval": len(held_out), "vector_len": args.vector_len}
+        meta = {
+            "load_avg_1_5_15": os.getloadavg(),
+            "sources": sources,
+            "calib": len(calib),
+            "eval": len(held_out),
+            "vector_len": args.vector_len,
+        }
         json.dump({"meta": meta, "rows": rows}, fh, indent=1)
     print(f"wrote {args.out}")
 

@@ -1,5 +1,6 @@
 """Vector post-training quantization of model weights (the VPTQ role), plus a round-to-nearest baseline."""
 
+from .finetune import finetune_quantized as finetune_quantized
 from .quantize import QuantizeReport as QuantizeReport
 from .quantize import collect_importance as collect_importance
 from .quantize import quantize_linear as quantize_linear
@@ -13,6 +14,7 @@ __all__ = [
     "QuantizeReport",
     "VQLinear",
     "collect_importance",
+    "finetune_quantized",
     "quantize_linear",
     "quantize_model",
     "quantize_model_rtn",

@@ -4,14 +4,17 @@ For a linear layer ``y = x W^T``, the output error caused by a weight error ``dW
 ``E||x dW^T||^2 = sum_r dW_r H dW_r^T`` with ``H = E[x x^T]``. Keeping only ``diag(H)`` (the per-input
 channel energy of the calibration activations) turns that into a per-coordinate weighted squared
 error, which weighted k-means minimises directly (VPTQ, arXiv:2409.17066, section 3, without its
-second-order column updates). Rows are first normalised by their RMS (stored in fp16) so one
-codebook serves all rows; a residual stage adds bits; the worst-fitting weights of each row can be
-kept exactly (outliers). Every stored bit (indices, codebooks, scales, outliers) counts toward the
-reported bits per weight.
+second-order column updates; a GPTQ-style compensation we tried lowered each layer's error on
+calibration data yet hurt the embeddings end to end, and was removed). Rows are first normalised
+by their RMS (stored in fp16) so one codebook serves all rows; a residual stage adds bits; the
+worst-fitting weights of each row can be kept exactly (outliers). Every stored bit (indices,
+codebooks, scales, outliers) counts toward the reported bits per weight. Optionally the continuous
+parameters are then fine-tuned end to end on the calibration inputs (:mod:`vqtok.weights.finetune`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Iterable
@@ -23,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..vectors._kmeans import assign, kmeans
+from .finetune import finetune_quantized, run_batch
 from .vq_linear import VQLinear
 
 __all__ = ["QuantizeReport", "collect_importance", "quantize_linear", "quantize_model", "stage_sizes"]
@@ -36,11 +40,13 @@ class QuantizeReport:
         layers: Bits per weight of each replaced layer, by module name.
         skipped: Names of ``nn.Linear`` layers left in full precision, with the reason.
         bits_per_weight: Storage bits per weight over all replaced layers (codebooks included).
+        finetune_losses: Loss of each fine-tuning step (empty without fine-tuning).
     """
 
     layers: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     bits_per_weight: float = float("nan")
+    finetune_losses: list[float] = field(default_factory=list)
 
 
 def stage_sizes(bits: float, vector_len: int, max_stage_bits: int = 8) -> list[int]:
@@ -66,15 +72,6 @@ def stage_sizes(bits: float, vector_len: int, max_stage_bits: int = 8) -> list[i
         sizes.append(1 << b)
         total -= b
     return sizes
-
-
-def _call(model: nn.Module, batch: Any) -> None:
-    if isinstance(batch, dict):
-        model(**batch)
-    elif isinstance(batch, (tuple, list)):
-        model(*batch)
-    else:
-        model(batch)
 
 
 @torch.no_grad()
@@ -113,7 +110,7 @@ def collect_importance(
     model.eval()
     try:
         for batch in calib_batches:
-            _call(model, batch)
+            run_batch(model, batch)
     finally:
         for h in hooks:
             h.remove()
@@ -131,8 +128,6 @@ def quantize_linear(
     codebook_dtype: torch.dtype = torch.float16,
     kmeans_iters: int = 15,
     max_points: int | None = 16384,
-    hessian: Tensor | None = None,
-    damp: float = 0.01,
     seed: int = 0,
 ) -> VQLinear:
     """Quantizes one linear layer.
@@ -147,11 +142,6 @@ def quantize_linear(
         kmeans_iters: Lloyd iterations per stage.
         max_points: Fit each codebook on at most this many vectors (all vectors are then assigned);
             ``None`` uses all.
-        hessian: Optional ``(in, in)`` calibration second moment ``X^T X / n``. When given, vectors are
-            assigned one column block at a time and each block's error is compensated on the columns
-            not yet assigned (the GPTQ update, Frantar et al., arXiv:2210.17323, applied to blocks of
-            ``vector_len`` columns, as VPTQ does); otherwise every vector is assigned independently.
-        damp: Diagonal damping of ``hessian``, relative to its mean diagonal.
         seed: k-means++ seed.
 
     Returns:
@@ -189,18 +179,12 @@ def quantize_linear(
         codebook_dtype=codebook_dtype,
     ).to(device)
     residual = vecs.clone()
-    all_books = []
     for s, k in enumerate(sizes):
         books = rnd(kmeans(residual, k, iters=kmeans_iters, seed=seed + s, weights=vec_w, max_points=max_points))
         _, idx = assign(residual, books, vec_w)
         residual -= books[idx]
-        all_books.append(books)
         vq.codebooks[s].copy_(books)
         vq.indices[s] = idx.view(out_f, groups).to(vq.indices.dtype)
-    if hessian is not None:
-        indices = _assign_with_feedback(w / scale[:, None], all_books, hessian.to(device).float(), vector_len, damp)
-        for s in range(len(sizes)):
-            vq.indices[s] = indices[s].to(vq.indices.dtype)
     vq.row_scale.copy_(scale)
     if vq.num_outliers:
         err = (w - vq.weight()).pow(2) * h[None]
@@ -212,41 +196,6 @@ def quantize_linear(
     return vq.eval()
 
 
-def _assign_with_feedback(
-    w: Tensor,
-    books: list[Tensor],
-    hessian: Tensor,
-    vector_len: int,
-    damp: float,
-) -> list[Tensor]:
-    """Block-sequential assignment with GPTQ error compensation; returns per-stage ``(out, groups)`` indices.
-
-    With ``U`` the upper Cholesky factor of ``H^-1`` and ``B``/``R`` the current block and the columns
-    after it, fixing the block with error ``E`` is best compensated by ``W_R -= E U_BB^-1 U_BR``.
-    """
-    out_f, in_f = w.shape
-    w = w.clone()
-    h = hessian + damp * hessian.diagonal().mean().clamp_min(1e-8) * torch.eye(in_f, device=w.device)
-    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h.double())), upper=True).float()
-    # Per-column weight of a block error in the loss (GPTQ's 1 / [H^-1]_jj along the sequence).
-    col_w = 1.0 / u.diagonal().square()
-    groups = in_f // vector_len
-    out = [torch.empty(out_f, groups, dtype=torch.long, device=w.device) for _ in books]
-    for g in range(groups):
-        j0, j1 = g * vector_len, (g + 1) * vector_len
-        block = w[:, j0:j1]
-        vw = col_w[j0:j1].expand(out_f, vector_len)
-        rem = block.clone()
-        for s, b in enumerate(books):
-            _, idx = assign(rem, b, vw)
-            rem = rem - b[idx]
-            out[s][:, g] = idx
-        if j1 < in_f:
-            err = torch.linalg.solve_triangular(u[j0:j1, j0:j1], rem, upper=True, left=False)  # rem @ U_BB^-1
-            w[:, j1:] -= err @ u[j0:j1, j1:]
-    return out
-
-
 def quantize_model(
     model: nn.Module,
     calib_batches: Iterable[Any],
@@ -256,8 +205,8 @@ def quantize_model(
     codebook_dtype: torch.dtype = torch.float16,
     kmeans_iters: int = 15,
     max_points: int | None = 16384,
-    error_feedback: bool = False,
-    damp: float = 1.0,
+    finetune_steps: int = 0,
+    finetune_lr: float = 1e-3,
     skip: Iterable[str] = (),
     seed: int = 0,
     progress: bool = True,
@@ -273,11 +222,13 @@ def quantize_model(
         codebook_dtype: ``torch.float16`` or ``torch.bfloat16``.
         kmeans_iters: Lloyd iterations per stage.
         max_points: Vectors each codebook is fitted on (see :func:`quantize_linear`).
-        error_feedback: Compensate assignment errors on later columns using the full calibration
-            second moment (see ``hessian`` in :func:`quantize_linear`). Experimental and off by
-            default: it lowers each layer's output error (also on held-out inputs), yet on
-            all-MiniLM-L6-v2 the end-to-end embeddings get much worse; not understood yet.
-        damp: Relative diagonal damping of the second moment when ``error_feedback`` is on.
+        finetune_steps: After all layers are replaced, train the codebooks, row scales, outlier
+            values, biases and LayerNorm parameters (indices frozen, so the storage does not change)
+            this many Adam steps to reproduce the original model's outputs on ``calib_batches``
+            (see :func:`~vqtok.weights.finetune.finetune_quantized`); 0 skips it. The biggest gain
+            at 2 bits (see the README, section Weights). Needs ``calib_batches`` to be re-iterable
+            (it is materialised as a list) and keeps a copy of the original model meanwhile.
+        finetune_lr: Adam learning rate of the fine-tuning.
         skip: Module names to leave alone.
         seed: k-means++ seed.
         progress: Show a progress bar over layers.
@@ -288,8 +239,10 @@ def quantize_model(
     skip = set(skip)
     report = QuantizeReport()
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in skip]
-    moments = collect_importance(model, calib_batches, names, full=error_feedback)
-    importance = {n: m.diagonal() if error_feedback else m for n, m in moments.items()}
+    if finetune_steps:
+        calib_batches = list(calib_batches)
+        teacher = copy.deepcopy(model)
+    importance = collect_importance(model, calib_batches, names)
     total_bits = 0.0
     total_weights = 0
     for name in tqdm(names, desc="VQ layers", disable=not progress):
@@ -307,8 +260,6 @@ def quantize_model(
                 codebook_dtype=codebook_dtype,
                 kmeans_iters=kmeans_iters,
                 max_points=max_points,
-                hessian=moments[name] if error_feedback else None,
-                damp=damp,
                 seed=seed,
             )
         except ValueError as err:
@@ -321,4 +272,6 @@ def quantize_model(
         total_bits += vq.storage_bits()
         total_weights += layer.weight.numel()
     report.bits_per_weight = total_bits / total_weights if total_weights else math.nan
+    if finetune_steps and report.layers:
+        report.finetune_losses = finetune_quantized(model, teacher, calib_batches, finetune_steps, finetune_lr)
     return report
