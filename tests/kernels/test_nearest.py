@@ -345,26 +345,15 @@ _MEMORY_SCRIPT = textwrap.dedent(
     """
     import sys, torch
     from vqtok.kernels import nearest
-
-    def status_mib(field):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError(field)
+    from vqtok.testing.memory import peak_extra_mib
 
     n, k, d = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g)
     c = torch.randn(k, d, generator=g)
     nearest(x[:8], c[:8])  # load BLAS and size thread pools before the baseline
-    # getrusage's ru_maxrss would carry the parent's (pytest's) peak across fork+exec; VmHWM is this
-    # process's own high-water mark, and writing 5 to clear_refs resets it to the current RSS.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    base = status_mib("VmRSS")
-    dist, idx = nearest(x, c)
-    print(status_mib("VmHWM") - base)
+    # VmHWM-based (see vqtok.testing.memory): ru_maxrss would carry pytest's peak across fork+exec.
+    print(peak_extra_mib(lambda: nearest(x, c)))
     """
 )
 

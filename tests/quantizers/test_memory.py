@@ -28,13 +28,7 @@ _SCRIPT = textwrap.dedent(
     """
     import sys, torch
     from vqtok.quantizers import create
-
-    def status_mib(field):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError(field)
+    from vqtok.testing.memory import peak_extra_mib
 
     n, k, d = (int(a) for a in sys.argv[1:4])
     torch.manual_seed(0)
@@ -64,11 +58,7 @@ _SCRIPT = textwrap.dedent(
     small(z).quantized.sum().backward()
     small.eval().encode(x[:64])
     for case in (vq_ema_steps, vq_kmeans_init, rvq_beam_encode):
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base = status_mib("VmRSS")
-        case()
-        print(case.__name__, status_mib("VmHWM") - base, flush=True)
+        print(case.__name__, peak_extra_mib(case), flush=True)
     """
 )
 
