@@ -44,6 +44,15 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
+def _save(plt, fig, path: str | os.PathLike[str]) -> Path:  # type: ignore[no-untyped-def]
+    """Lays out, writes (PNG, 100 dpi) and closes ``fig``; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def save_image_grid(originals: Tensor, recons: Tensor, path: str | os.PathLike[str], columns: int = 16) -> Path:
     """Saves originals (odd rows) above their reconstructions (even rows) as one PNG.
 
@@ -67,11 +76,7 @@ def save_image_grid(originals: Tensor, recons: Tensor, path: str | os.PathLike[s
             arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
             axes[row][c].imshow(arr, cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
     fig.suptitle("originals (odd rows) / reconstructions (even rows)", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_wav(waveform: Tensor, sample_rate: int, path: str | os.PathLike[str]) -> Path:
@@ -107,11 +112,7 @@ def save_series_plot(originals: Tensor, recons: Tensor, path: str | os.PathLike[
         ax.set_ylabel(f"example {i}", fontsize=8)
     axes[-1][0].set_xlabel("step")
     fig.suptitle("originals (solid) / reconstructions (dashed), one colour per channel", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_codebook_histogram(counts: Tensor, path: str | os.PathLike[str]) -> Path:
@@ -125,11 +126,7 @@ def save_codebook_histogram(counts: Tensor, path: str | os.PathLike[str]) -> Pat
     ax.set_xlabel("code rank")
     ax.set_ylabel("count")
     ax.set_title(f"codebook usage: {used}/{len(sorted_counts)} codes used", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_report(
