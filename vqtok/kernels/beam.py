@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .nearest import nearest
 
-__all__ = ["beam_search"]
+__all__ = ["beam_search", "decode_sum", "icm_refine"]
 
 # Floats of scratch per row chunk for the (rows, B, candidates, D) children tensor (64 MiB).
 _SCRATCH_FLOATS = 1 << 24
@@ -89,8 +89,8 @@ def beam_search(
     indices = torch.empty(n, num_books, dtype=torch.long, device=x.device)
     for r0 in range(0, n, rows):
         indices[r0 : r0 + rows] = _beam_chunk(x[r0 : r0 + rows], books, beam_width, per_beam)
-    for _ in range(refine_passes):
-        indices = _icm_pass(x, books, indices)
+    if refine_passes:
+        _, indices = icm_refine(x, books, indices, refine_passes)
     errors = (x - decode_sum(books, indices)).square().sum(-1)
     return errors, indices
 
@@ -133,18 +133,31 @@ def _beam_chunk(x: Tensor, books: Tensor, beam_width: int, per_beam: int) -> Ten
     return chosen[:, 0]
 
 
-def _icm_pass(x: Tensor, books: Tensor, indices: Tensor) -> Tensor:
-    """Re-optimises each codebook's index given the others, keeping only strict improvements."""
+@torch.no_grad()
+def icm_refine(x: Tensor, codebooks: Tensor, indices: Tensor, passes: int = 1) -> tuple[Tensor, Tensor]:
+    """Iterated conditional modes: re-chooses each codebook's index given the others, keeping strict gains.
+
+    Args:
+        x: ``(N, D)`` vectors.
+        codebooks: ``(M, K, D)``.
+        indices: ``(N, M)`` starting indices.
+        passes: Sweeps over the ``M`` codebooks.
+
+    Returns:
+        ``(errors (N,), indices (N, M))``: the running squared errors and the refined indices; no row's
+        error increases.
+    """
     indices = indices.clone()
-    recon = decode_sum(books, indices)
+    recon = decode_sum(codebooks, indices)
     error = (x - recon).square().sum(-1)
-    for k in range(books.shape[0]):
-        others = recon - books[k][indices[:, k]]
-        _, new = nearest(x - others, books[k])
-        new_recon = others + books[k][new]
-        new_error = (x - new_recon).square().sum(-1)
-        better = new_error < error
-        indices[:, k] = torch.where(better, new, indices[:, k])
-        recon = torch.where(better[:, None], new_recon, recon)
-        error = torch.where(better, new_error, error)
-    return indices
+    for _ in range(passes):
+        for m in range(codebooks.shape[0]):
+            others = recon - codebooks[m][indices[:, m]]
+            _, new = nearest(x - others, codebooks[m])
+            new_recon = others + codebooks[m][new]
+            new_error = (x - new_recon).square().sum(-1)
+            better = new_error < error
+            indices[:, m] = torch.where(better, new, indices[:, m])
+            recon = torch.where(better[:, None], new_recon, recon)
+            error = torch.where(better, new_error, error)
+    return error, indices

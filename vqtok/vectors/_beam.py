@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels import nearest
-from ..kernels.beam import decode_sum
+# icm_refine lives in the kernels (also behind beam_search refinement); re-exported for the LSQ codec.
+from ..kernels.beam import decode_sum, icm_refine
 
 __all__ = ["beam_encode", "beam_step", "icm_refine"]
 
@@ -83,32 +83,3 @@ def beam_encode(x: Tensor, codebooks: Tensor, beam_width: int, batch_size: int =
         idx[r0 : r0 + batch_size] = codes[:, 0]
     errors = (x - decode_sum(codebooks, idx)).square().sum(-1)
     return errors, idx
-
-
-@torch.no_grad()
-def icm_refine(x: Tensor, codebooks: Tensor, indices: Tensor, passes: int = 1) -> tuple[Tensor, Tensor]:
-    """Iterated conditional modes: re-chooses each codebook's index given the others, keeping strict gains.
-
-    Args:
-        x: ``(N, D)`` vectors.
-        codebooks: ``(M, K, D)``.
-        indices: ``(N, M)`` starting indices.
-        passes: Sweeps over the ``M`` codebooks.
-
-    Returns:
-        ``(errors, indices)`` as in :func:`beam_encode`; no row's error increases.
-    """
-    indices = indices.clone()
-    recon = decode_sum(codebooks, indices)
-    error = (x - recon).square().sum(-1)
-    for _ in range(passes):
-        for m in range(codebooks.shape[0]):
-            others = recon - codebooks[m][indices[:, m]]
-            _, new = nearest(x - others, codebooks[m])
-            new_recon = others + codebooks[m][new]
-            new_error = (x - new_recon).square().sum(-1)
-            better = new_error < error
-            indices[:, m] = torch.where(better, new, indices[:, m])
-            recon = torch.where(better[:, None], new_recon, recon)
-            error = torch.where(better, new_error, error)
-    return error, indices
