@@ -86,7 +86,7 @@ def make_vqtok(method: str, m: int, dim: int):
         return OPQ(dim, m, 8, **common)
     if method == "rq":
         return RQ(dim, m, 8, beam_width=5, encode_beam_width=12, **common)
-    return LSQ(dim, m, 8, beam_width=5, encode_beam_width=12, lsq_iters=4, icm_passes=1, **common)
+    return LSQ(dim, m, 8, beam_width=5, **common)
 
 
 def run_vqtok(method: str, m: int, dim: int, train, db, queries):

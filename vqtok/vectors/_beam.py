@@ -13,10 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# icm_refine lives in the kernels (also behind beam_search refinement); re-exported for the LSQ codec.
-from ..kernels.beam import decode_sum, icm_refine
+from ..kernels.beam import decode_sum
 
-__all__ = ["beam_encode", "beam_step", "icm_refine"]
+__all__ = ["beam_encode", "beam_step"]
 
 # Floats in one (rows, B, K) distance table chunk (32 MiB).
 _TABLE_FLOATS = 1 << 23

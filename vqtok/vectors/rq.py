@@ -30,7 +30,9 @@ __all__ = ["RQ", "least_squares_codebooks"]
 
 
 @torch.no_grad()
-def least_squares_codebooks(x: Tensor, indices: Tensor, codebook_size: int, ridge: float = 1e-4) -> Tensor:
+def least_squares_codebooks(
+    x: Tensor, indices: Tensor, codebook_size: int, ridge: float = 1e-4, lam: Tensor | None = None
+) -> Tensor:
     """Jointly optimal additive codebooks for fixed indices: ``argmin_C ||x - sum_m C_m[i_m]||^2``.
 
     With ``B`` the ``(N, M*K)`` one-hot matrix of the indices, the normal equations are
@@ -41,6 +43,7 @@ def least_squares_codebooks(x: Tensor, indices: Tensor, codebook_size: int, ridg
         indices: ``(N, M)`` int64.
         codebook_size: ``K``.
         ridge: Relative ridge ``lambda / mean(diag(B^T B))``; keeps unused codes at zero.
+        lam: ``(M,)`` absolute ridge per codebook, used instead of ``ridge`` when given.
 
     Returns:
         ``(M, K, D)`` float32 codebooks.
@@ -57,8 +60,10 @@ def least_squares_codebooks(x: Tensor, indices: Tensor, codebook_size: int, ridg
                 gram[b * k : (b + 1) * k, a * k : (a + 1) * k] = counts.T
     rhs = torch.zeros(m * k, x.shape[1], dtype=torch.float64, device=x.device)
     rhs.index_add_(0, flat.reshape(-1), x.double().repeat_interleave(m, 0))
-    lam = ridge * float(n * m) / (m * k)
-    gram.diagonal().add_(lam)
+    if lam is None:
+        gram.diagonal().add_(ridge * float(n * m) / (m * k))
+    else:
+        gram.diagonal().add_(lam.to(gram).repeat_interleave(k))
     sol = torch.linalg.solve(gram, rhs)
     return sol.view(m, k, x.shape[1]).float()
 
