@@ -119,7 +119,7 @@ class LSQ(RQ):
         lam = self._ridge_lambda(x, idx).expand(self.num_codebooks)
         error = None
         for it in tqdm(range(self.lsq_iters), desc="LSQ", disable=not self.progress):
-            self.codebooks = least_squares_codebooks(x, idx, self.codebook_size, lam=lam)
+            self.codebooks = least_squares_codebooks(x, idx, self.codebook_size, lam=lam, init=self.codebooks)
             # Stochastic relaxation (LSQ++ SR-D): the training set is re-encoded against perturbed codebooks,
             # noise std ``noise * std_d / M`` shrinking like sqrt(1 - t/T) to zero at the last round.
             temp = self.noise * (1 - (it + 1) / self.lsq_iters) ** 0.5
