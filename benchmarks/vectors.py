@@ -38,16 +38,26 @@ def rel_mse(x: np.ndarray, y: np.ndarray) -> float:
     return float(((x - y) ** 2).sum() / (x**2).sum())
 
 
-def run_faiss(method: str, m: int, dim: int, train, db, queries):
+def run_faiss(method: str, m: int, dim: int, train, db, queries, seed: int | None = None):
     if method == "pq":
         index = faiss.IndexPQ(dim, m, 8)
+        clustering = [index.pq.cp]
     elif method == "opq":
         index = faiss.index_factory(dim, f"OPQ{m},PQ{m}")
+        # The OPQ rotation's own initialisation has no seed to set; the final PQ's k-means has.
+        clustering = [faiss.downcast_index(index.index).pq.cp]
     elif method == "rq":
         # Norms stored as float (4 extra bytes per vector): favours faiss in the recall column.
         index = faiss.IndexResidualQuantizer(dim, m, 8, faiss.METRIC_L2, faiss.AdditiveQuantizer.ST_norm_float)
+        clustering = [index.rq.cp]
     elif method == "lsq":
         index = faiss.IndexLocalSearchQuantizer(dim, m, 8, faiss.METRIC_L2, faiss.AdditiveQuantizer.ST_norm_float)
+        clustering = []
+        if seed is not None:
+            index.lsq.random_seed = seed
+    if seed is not None:
+        for cp in clustering:
+            cp.seed = seed
     t0 = time.perf_counter()
     index.train(train)
     fit = time.perf_counter() - t0
@@ -60,26 +70,26 @@ def run_faiss(method: str, m: int, dim: int, train, db, queries):
     return {"fit_s": fit, "encode_s": enc, "mse": rel_mse(db, recon), "ids": ids, "bytes": index.sa_code_size()}
 
 
-def cached_faiss(method: str, m: int, dim: int, train, db, queries, use_cache: bool):
+def cached_faiss(method: str, m: int, dim: int, train, db, queries, use_cache: bool, seed: int | None = None):
     """``run_faiss``, memoised on disk by a hash of the data and the cell (for fast iteration on vqtok only)."""
     if not use_cache:
-        return run_faiss(method, m, dim, train, db, queries)
+        return run_faiss(method, m, dim, train, db, queries, seed)
     h = hashlib.sha1()
     for a in (train, db, queries):
         h.update(np.ascontiguousarray(a).tobytes())
-    key = f"{method}_{m}_{faiss.__version__}_{h.hexdigest()[:16]}"
+    key = f"{method}_{m}_{faiss.__version__}_{h.hexdigest()[:16]}" + ("" if seed is None else f"_seed{seed}")
     path = Path.home() / ".cache" / "vqtok" / "faiss_vectors" / f"{key}.npz"
     if path.exists():
         z = np.load(path)
         return {k: (z[k] if k == "ids" else z[k].item()) for k in z.files}
-    out = run_faiss(method, m, dim, train, db, queries)
+    out = run_faiss(method, m, dim, train, db, queries, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
     return out
 
 
-def make_vqtok(method: str, m: int, dim: int):
-    common = {"device": "cpu", "progress": False}
+def make_vqtok(method: str, m: int, dim: int, seed: int | None = None):
+    common = {"device": "cpu", "progress": False, "seed": 0 if seed is None else seed}
     if method == "pq":
         return PQ(dim, m, 8, **common)
     if method == "opq":
@@ -89,8 +99,8 @@ def make_vqtok(method: str, m: int, dim: int):
     return LSQ(dim, m, 8, beam_width=5, **common)
 
 
-def run_vqtok(method: str, m: int, dim: int, train, db, queries):
-    codec = make_vqtok(method, m, dim)
+def run_vqtok(method: str, m: int, dim: int, train, db, queries, seed: int | None = None):
+    codec = make_vqtok(method, m, dim, seed)
     t0 = time.perf_counter()
     codec.fit(train)
     fit = time.perf_counter() - t0
@@ -112,6 +122,13 @@ def main() -> None:
     p.add_argument("--budgets", type=int, nargs="+", default=[8, 16], help="bytes per vector (8-bit codebooks)")
     p.add_argument("--methods", nargs="+", default=["pq", "opq", "rq", "lsq"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for both libraries' k-means / local search (default: each library's own default), "
+        "to measure seed-to-seed spread",
+    )
     p.add_argument("--faiss-cache", action="store_true", help="reuse cached faiss results (iteration only)")
     p.add_argument("--out", default="benchmarks/results/vectors.json")
     args = p.parse_args()
@@ -140,8 +157,8 @@ def main() -> None:
     # keeps the finished cells.
     for method in args.methods:
         for budget in args.budgets:
-            f = cached_faiss(method, budget, dim, train, db, queries, args.faiss_cache)
-            v = run_vqtok(method, budget, dim, train, db, queries)
+            f = cached_faiss(method, budget, dim, train, db, queries, args.faiss_cache, args.seed)
+            v = run_vqtok(method, budget, dim, train, db, queries, args.seed)
             row = {
                 "method": method,
                 "bytes_per_vector": budget,
@@ -179,6 +196,7 @@ def write(args: argparse.Namespace, sources: dict, rows: list[dict]) -> None:
         "queries": args.queries,
         "threads": args.threads,
         "faiss_cached": args.faiss_cache,
+        "seed": args.seed,
         "load_average": os.getloadavg(),
         "faiss": faiss.__version__,
         "torch": torch.__version__,
