@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .beam import decode_sum, icm_refine
 
-__all__ = ["ils_refine"]
+__all__ = ["ils_refine", "pair_table"]
 
 # Largest (M, M*K, K) fp32 pair table built (M=16, K=256 needs 64 MiB); beyond it, table-free sweeps.
 _PAIR_TABLE_BYTES = 256 << 20
@@ -88,12 +88,8 @@ def ils_refine(
     if m == 0 or x.shape[0] == 0 or not (icm_sweeps or (iters and perturb)):
         return (x - decode_sum(books, indices)).square().sum(-1), indices.clone()
     keys = _row_keys(x, seed)
-    if m * m * k * k * 4 <= _PAIR_TABLE_BYTES:
-        # weights[a][b*K + i, :] = 2 C_b[i] . C_a[:]; rows of b == a are never looked up.
-        weights = 2 * torch.einsum("bid,akd->abik", books, books).reshape(m, m * k, k)
-        rows = max(1, _UNARY_FLOATS // (m * k))
-    else:
-        weights, rows = None, x.shape[0]
+    weights = pair_table(books)
+    rows = max(1, _UNARY_FLOATS // (m * k)) if weights is not None else x.shape[0]
     errors, out = [], []
     for r0 in range(0, x.shape[0], rows):
         sl = slice(r0, r0 + rows)
@@ -127,6 +123,24 @@ def _ils_rows(
         best = torch.where(better[:, None], trial, best)
         best_error = torch.where(better, error, best_error)
     return best_error, best
+
+
+def pair_table(codebooks: Tensor) -> Tensor | None:
+    """Pairwise code dot products laid out for one ``embedding_bag`` per codebook, or ``None`` if too large.
+
+    Args:
+        codebooks: ``(M, K, D)``.
+
+    Returns:
+        ``(M, M*K, K)`` with ``table[a][b*K + i, k] = 2 C_b[i] . C_a[k]``: summing the rows of the other
+        codebooks' chosen codes gives, for every code ``k`` of codebook ``a``, the cross term of
+        ``||sum_m C_m[i_m]||^2``. ``None`` when it would exceed 256 MiB (large ``M * K``).
+    """
+    m, k, _ = codebooks.shape
+    if m * m * k * k * 4 > _PAIR_TABLE_BYTES:
+        return None
+    books = codebooks.float()
+    return 2 * torch.einsum("bid,akd->abik", books, books).reshape(m, m * k, k)
 
 
 # splitmix64 constants as signed int64 (torch has no uint64 arithmetic); products wrap modulo 2**64.
