@@ -1,9 +1,9 @@
 """Vector codecs on a small real set: the 1,797 8x8 handwritten digits bundled with scikit-learn (64-d).
 
 Each codec uses 8 codebooks of 6 bits (6 bytes per vector), fits on 1,400 digits and is scored on the 397
-held-out ones. Thresholds sit ~15% above the measured relative MSE (held-out PQ 0.100, OPQ 0.130, RQ 0.092,
-LSQ 0.093), so a regression in k-means, the rotation, the beam, the least-squares updates or the local search
-fails here on real data, not only on synthetic blobs.
+held-out ones. Thresholds sit ~15% above the measured relative MSE (held-out PQ 0.100, OPQ 0.142 from its
+default random rotation, RQ 0.092, LSQ 0.093), so a regression in k-means, the rotation, the beam, the
+least-squares updates or the local search fails here on real data, not only on synthetic blobs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ load_digits = pytest.importorskip("sklearn.datasets").load_digits
 
 CODECS = {
     "pq": (lambda: PQ(64, 8, 6, device="cpu", progress=False), 0.115),
-    "opq": (lambda: OPQ(64, 8, 6, device="cpu", progress=False), 0.15),
+    "opq": (lambda: OPQ(64, 8, 6, device="cpu", progress=False), 0.163),
     "rq": (lambda: RQ(64, 8, 6, device="cpu", progress=False), 0.106),
     "lsq": (lambda: LSQ(64, 8, 6, device="cpu", progress=False), 0.107),
 }

@@ -1,10 +1,17 @@
 """Optimized product quantization: PQ after a learned orthogonal rotation.
 
 Ge, He, Ke & Sun, "Optimized Product Quantization", TPAMI 2014 (https://doi.org/10.1109/TPAMI.2013.240).
-The rotation is initialised with the paper's parametric solution (PCA with eigenvalue allocation, so
-each sub-space gets a balanced share of the variance) and then refined by the non-parametric
-alternation: PQ on the rotated data, then the orthogonal Procrustes rotation that best maps the data
-onto its reconstruction.
+The rotation is initialised either at random (as faiss's ``OPQMatrix``) or with the paper's parametric
+solution (PCA with eigenvalue allocation, so each sub-space gets a balanced share of the variance), then
+refined by the non-parametric alternation: PQ on the rotated data, then the orthogonal Procrustes
+rotation that best maps the data onto its reconstruction.
+
+The PCA start reaches a lower MSE but ranks neighbours worse. It groups a few dominant directions with
+many weak ones in every sub-space, and k-means then spends its centroids on the dominant ones and drops
+the weak directions, along which near neighbours differ. On MiniLM at 16 bytes (mean of 3 seeds, 50
+alternations) the PCA start gives relative MSE 0.377 and 1-recall@10 0.804, the random start 0.386 and
+0.825; faiss gets 0.385 and 0.823. Random is the default, because retrieval is what OPQ is for, with 100
+alternations (MSE 0.3835 at seed 0), still faster than faiss's 50.
 """
 
 from __future__ import annotations
@@ -45,9 +52,10 @@ class OPQ(PQ):
         num_codebooks: int,
         codebook_bits: int = 8,
         *,
-        opq_iters: int = 50,
+        opq_iters: int = 100,
         opq_kmeans_iters: int = 4,
         kmeans_iters: int = 25,
+        rotation_init: str = "random",
         seed: int = 0,
         device: str | torch.device | None = None,
         progress: bool = True,
@@ -56,29 +64,45 @@ class OPQ(PQ):
         dim: Vector dimension ``D``, divisible by ``num_codebooks``.
         num_codebooks: Number of sub-spaces ``M``.
         codebook_bits: Bits per index.
-        opq_iters: Alternations between PQ and the Procrustes rotation update (50, as faiss's OPQMatrix).
+        opq_iters: Alternations between PQ and the Procrustes rotation update (faiss's OPQMatrix runs 50).
         opq_kmeans_iters: Warm-started Lloyd iterations per alternation.
-        kmeans_iters: Lloyd iterations of the final PQ on the rotated data.
-        seed: Seed for k-means++.
+        kmeans_iters: Lloyd iterations of the first and of the final PQ on the rotated data.
+        rotation_init: ``"random"`` (a random orthogonal matrix, as faiss) or ``"pca"`` (PCA with eigenvalue
+            allocation: lower MSE, lower recall; see the module docstring).
+        seed: Seed for k-means++ and the random rotation.
         device: Fitting/encoding device.
         progress: Show progress bars.
+
+        Raises:
+            ValueError: On an unknown ``rotation_init``.
         """
+        if rotation_init not in ("random", "pca"):
+            raise ValueError(f"rotation_init must be 'random' or 'pca', got {rotation_init!r}")
         super().__init__(
             dim, num_codebooks, codebook_bits, kmeans_iters=kmeans_iters, seed=seed, device=device, progress=progress
         )
         self.opq_iters = opq_iters
         self.opq_kmeans_iters = opq_kmeans_iters
+        self.rotation_init = rotation_init
         self.rotation = torch.eye(dim, device=self.device)
 
     def _fit(self, x: Tensor) -> None:
-        xc = x - x.mean(0)
-        eigvals, eigvecs = torch.linalg.eigh(xc.T.double() @ xc.double() / x.shape[0])
-        perm = _eigenvalue_allocation(eigvals, self.num_codebooks)
-        self.rotation = eigvecs[:, perm].float()
+        if self.rotation_init == "pca":
+            xc = x - x.mean(0)
+            eigvals, eigvecs = torch.linalg.eigh(xc.T.double() @ xc.double() / x.shape[0])
+            perm = _eigenvalue_allocation(eigvals, self.num_codebooks)
+            self.rotation = eigvecs[:, perm].float()
+        else:
+            g = torch.Generator().manual_seed(self.seed)
+            q, r = torch.linalg.qr(torch.randn(self.dim, self.dim, generator=g, dtype=torch.float64))
+            # Sign fix makes Q Haar-distributed (QR's own sign convention is not uniform).
+            self.rotation = (q * torch.sign(torch.diagonal(r))).float().to(x.device)
         init = None
         for _ in tqdm(range(self.opq_iters), desc="OPQ rotation", disable=not self.progress):
             xr = x @ self.rotation
-            self._fit_pq(xr, init=init, iters=self.opq_kmeans_iters, progress=False)
+            # The first PQ starts cold (k-means++), so it gets the full iteration count; later ones are warm.
+            iters = self.kmeans_iters if init is None else self.opq_kmeans_iters
+            self._fit_pq(xr, init=init, iters=iters, progress=False)
             init = self.codebooks.clone()
             recon = self._decode_rotated(PQ._encode(self, xr))
             # Orthogonal Procrustes: argmin_R ||x R - recon|| over orthogonal R is U V^T with U S V^T = x^T recon.
@@ -111,4 +135,5 @@ class OPQ(PQ):
             "kmeans_iters": self.kmeans_iters,
             "opq_iters": self.opq_iters,
             "opq_kmeans_iters": self.opq_kmeans_iters,
+            "rotation_init": self.rotation_init,
         }
