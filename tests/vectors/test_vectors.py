@@ -276,3 +276,29 @@ def test_lookup_table_beam_matches_the_residual_beam(monkeypatch) -> None:
     # Same search in different float arithmetic: only near-ties may flip.
     assert float((lut_idx == res_idx).all(1).float().mean()) > 0.99
     torch.testing.assert_close(lut_err.mean(), res_err.mean(), rtol=1e-4, atol=0)
+
+
+def test_load_names_bad_files(fitted: dict, tmp_path) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "lsq.safetensors"
+    save(path, fitted["lsq"])
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["vqtok"])
+    tensors = load_file(str(path))
+    # A file from a version with a setting this one lacks (LSQ's former icm_passes).
+    meta["config"]["icm_passes"] = 2
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"vqtok": json.dumps(meta)})
+    with pytest.raises(ValueError, match=r"\['icm_passes'\] are not known"):
+        load(tmp_path / "old.safetensors")
+    save_file(tensors, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ValueError, match="no vqtok metadata"):
+        load(tmp_path / "foreign.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load(tmp_path / "cut.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "missing.safetensors")

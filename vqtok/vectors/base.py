@@ -16,6 +16,7 @@ the indices is stored).
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -262,16 +263,30 @@ def load(path: str | Path, device: str | torch.device | None = None) -> tuple[Ve
         ``(codec, indices)`` where ``indices`` is ``(N, M)`` int64 or ``None`` if none were saved.
 
     Raises:
-        ValueError: If the file was not written by :func:`save`.
+        ValueError: If the file is corrupt, was not written by :func:`save`, or holds settings this version
+            does not know.
+        FileNotFoundError: If there is no file at ``path``.
     """
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("vqtok")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("vqtok")
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # safetensors raises its own error type for truncated or corrupt files
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
     if raw is None:
         raise ValueError(f"{path} has no vqtok metadata")
     meta = json.loads(raw)
     if meta.get("format") != _FORMAT or meta.get("class") not in _REGISTRY:
         raise ValueError(f"{path}: unsupported format {meta.get('format')!r} / class {meta.get('class')!r}")
     cls = _REGISTRY[meta["class"]]
+    known = set(inspect.signature(cls.__init__).parameters)
+    unknown = sorted(set(meta["config"]) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: {meta['class']} settings {unknown} are not known to this vqtok version (the file was written "
+            f"by a different one); refit the codec, or load it with the version that wrote it"
+        )
     codec = cls(
         meta["dim"],
         meta["num_codebooks"],
