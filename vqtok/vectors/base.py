@@ -27,6 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .packing import code_size, pack_indices, unpack_indices
 
@@ -127,7 +128,15 @@ class VectorCodec(ABC):
         """
         self._require_fitted()
         x = self._check(x)
-        parts = [self._encode(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        parts = []
+        n = x.shape[0]
+        # A bar only when there is more than one chunk: LSQ's local search takes minutes per million vectors.
+        with tqdm(
+            total=n, desc=f"{type(self).__name__} encode", unit="vec", disable=not self.progress or n <= batch_size
+        ) as bar:
+            for i in range(0, n, batch_size):
+                parts.append(self._encode(x[i : i + batch_size]))
+                bar.update(parts[-1].shape[0])
         if not parts:
             return torch.zeros(0, self.num_codebooks, dtype=torch.long, device=self.device)
         return torch.cat(parts)
