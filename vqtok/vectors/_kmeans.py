@@ -71,7 +71,7 @@ def kmeans_plusplus(x: Tensor, k: int, generator: torch.Generator, weights: Tens
     best = dist_to(first)
     best[first] = 0
     for _ in range(1, k):
-        probs = best.clamp_min(0).double().cpu()
+        probs = best.double().cpu()  # dist_to already clamps rounding below zero
         total = float(probs.sum())
         if total <= 0:
             # Fewer distinct points than k: fall back to uniform picks (duplicates are split later).
