@@ -239,7 +239,11 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     leaves the old folder under its temporary name, which :func:`clean_stale_temporaries` does not remove until the
     next successful write. On an exception the temporary folder is removed and ``path`` is untouched.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    if path == cwd or path in cwd.parents:
+        # Swapping the working directory away would leave this process inside the deleted old folder.
+        raise ValueError(f"cannot replace folder {str(path)!r} atomically: it is the working directory or holds it")
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"cannot write folder {str(path)!r}: a file of that name exists")
     path.parent.mkdir(parents=True, exist_ok=True)

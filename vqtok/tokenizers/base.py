@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from ..quantizers import Quantizer, QuantizerOutput
 from ..quantizers import create as create_quantizer
 from ._config import TokenizerConfig, config_from_dict
+from .._io import CheckpointError
 from ._pretrained import (
-    CheckpointError,
     read_checkpoint_config,
     read_checkpoint_weights,
     write_checkpoint,
@@ -170,6 +170,9 @@ class Tokenizer(nn.Module, ABC):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``config.json`` and ``model.safetensors`` (weights only) into ``directory``, atomically.
 
+        The folder is built beside ``directory`` and swapped in at once, so a kill leaves the old or the new
+        checkpoint; ``config.json`` records the SHA-256 of the weights, checked by :meth:`from_pretrained`.
+
         Returns:
             The directory.
         """
@@ -180,15 +183,25 @@ class Tokenizer(nn.Module, ABC):
         return write_checkpoint(directory, self.architecture, self.config.to_dict(), self.state_dict(), __version__)
 
     @classmethod
-    def from_pretrained(cls: type[T], directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> T:
+    def from_pretrained(
+        cls: type[T],
+        directory: str | os.PathLike[str],
+        map_location: str | torch.device = "cpu",
+        verify: bool = True,
+    ) -> T:
         """Loads a checkpoint written by :meth:`save_pretrained`.
 
         Called on :class:`Tokenizer` itself, the family is taken from the checkpoint; called on a
         family class, the checkpoint must be of that family.
 
+        Args:
+            directory: The checkpoint directory.
+            map_location: Device to move the model to.
+            verify: Check the SHA-256 recorded for each file and refuse NaN/inf weights (off: load as is).
+
         Raises:
-            CheckpointError: When files are missing, truncated, corrupt, of another family, or when
-                the weights do not fit the model built from the config.
+            CheckpointError: When files are missing, truncated, corrupt, of another family, hold non-finite
+                weights, or when the weights do not fit the model built from the config.
         """
         from ._registry import tokenizer_class
 
@@ -204,7 +217,7 @@ class Tokenizer(nn.Module, ABC):
             model = family.from_config(payload["config"])
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"checkpoint {str(directory)!r} has an invalid config: {err}") from err
-        state = read_checkpoint_weights(directory, payload)
+        state = read_checkpoint_weights(directory, payload, verify=verify)
         model.load_checked_state_dict(state, source=str(directory))
         return model.to(map_location)  # type: ignore[return-value]
 

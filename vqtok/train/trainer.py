@@ -5,6 +5,7 @@ Run directory layout::
     run_dir/
       config.yaml        resolved TrainConfig
       checkpoint.pt      latest full state (model, optimizer, scheduler, RNG, step), replaced atomically
+      checkpoint.json    its SHA-256, checked by --resume (see vqtok.train.checkpoint)
       metrics.jsonl      one JSON object per logged step
       model/             release checkpoint (save_pretrained) written at the end
 
@@ -37,8 +38,9 @@ from torch.utils.data import DataLoader
 from ..data import StepBatchSampler, create_dataset
 from ..metrics import CodebookUsage
 from ..tokenizers import Tokenizer, create_tokenizer
-from ..tokenizers._pretrained import atomic_open, atomic_save_torch
+from .._io import atomic_open
 from ..version import __version__
+from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_gather_objects, setup_distributed, teardown_distributed
 from .losses import hinge_d_loss, hinge_g_loss
@@ -206,19 +208,16 @@ class Trainer:
         return state
 
     def save_checkpoint(self, info: DistInfo) -> None:
-        """Writes ``checkpoint.pt`` atomically (rank 0); every rank must call it (RNG states are gathered)."""
+        """Writes ``checkpoint.pt`` and its checksum atomically (rank 0); every rank must call it (RNG states are gathered)."""
         state = self._checkpoint_state(info)
         if state is not None:
-            atomic_save_torch(state, self.run_dir / CHECKPOINT_NAME)
+            save_training_checkpoint(state, self.run_dir / CHECKPOINT_NAME)
         if info.enabled:
             dist.barrier()
 
     def _load_checkpoint(self, info: DistInfo) -> None:
         path = self.run_dir / CHECKPOINT_NAME
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
-            raise RuntimeError(f"cannot read training checkpoint {str(path)!r} (corrupt or truncated?): {err}") from err
+        state = load_training_checkpoint(path)
         saved = dict(state.get("config", {}))
         current = self.cfg.to_dict()
         changed = sorted(k for k in set(saved) | set(current) if k != "run_dir" and saved.get(k) != current.get(k))

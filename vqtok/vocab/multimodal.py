@@ -31,7 +31,6 @@ strings come back as one string.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -45,8 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..tokenizers import CheckpointError, Tokenizer
-from ..tokenizers._pretrained import atomic_open
+from .._io import CheckpointError, atomic_directory, read_versioned_json, sha256_file
+from ..tokenizers import Tokenizer
 from .text import load_text_tokenizer, text_vocab_size
 
 if TYPE_CHECKING:
@@ -505,9 +504,9 @@ class MultimodalVocab:
         """Writes the text tokenizer, every modality tokenizer and ``vocab.json`` into ``directory``.
 
         Layout: ``text/tokenizer.json``, ``modalities/<name>/`` (each a tokenizer checkpoint) and
-        ``vocab.json`` with the id layout and the SHA-256 of every file. Each file is written atomically and
-        ``vocab.json`` last, so a crash mid-save leaves either the previous vocabulary or checksums that
-        :meth:`from_pretrained` rejects, never a silently mixed one.
+        ``vocab.json`` with the id layout and the SHA-256 of every file. The whole folder is built beside
+        ``directory`` and swapped in at once (:func:`vqtok._io.atomic_directory`), so a kill at any instant
+        leaves the complete previous vocabulary or the complete new one.
 
         Returns:
             The directory.
@@ -515,61 +514,65 @@ class MultimodalVocab:
         from ..version import __version__
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_open(directory / TEXT_NAME, "w") as f:
-            f.write(self.text.to_str())
-        files = [TEXT_NAME]
-        for name, tok in self.tokenizers.items():
-            sub = directory / "modalities" / name
-            tok.save_pretrained(sub)
-            files += sorted(str(p.relative_to(directory)) for p in sub.iterdir() if not p.name.startswith("."))
-        payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "vqtok_version": __version__,
-            "layout": self.config(),
-            "files": {rel: _sha256(directory / rel) for rel in files},
-        }
-        with atomic_open(directory / VOCAB_NAME, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with atomic_directory(directory) as tmp:
+            (tmp / TEXT_NAME).parent.mkdir(parents=True)
+            (tmp / TEXT_NAME).write_text(self.text.to_str(), encoding="utf-8")
+            files = [TEXT_NAME]
+            for name, tok in self.tokenizers.items():
+                sub = tmp / "modalities" / name
+                tok.save_pretrained(sub)
+                files += sorted(p.relative_to(tmp).as_posix() for p in sub.iterdir() if not p.name.startswith("."))
+            payload = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "vqtok_version": __version__,
+                "layout": self.config(),
+                "files": {rel: sha256_file(tmp / rel) for rel in files},
+            }
+            (tmp / VOCAB_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return directory
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
     ) -> MultimodalVocab:
         """Loads a vocabulary written by :meth:`save_pretrained`.
 
+        Args:
+            directory: The vocabulary directory.
+            map_location: Device of the modality tokenizers.
+            verify: Check the SHA-256 of every part and refuse non-finite weights (off: load as is).
+
         Raises:
-            CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, or
-                yields a different id layout than the one recorded.
+            CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, saved by a
+                newer vqtok, or yields a different id layout than the one recorded.
         """
         directory = Path(directory)
         path = directory / VOCAB_NAME
         if not path.is_file():
             raise CheckpointError(f"{str(path)!r} is missing: not a MultimodalVocab directory (see save_pretrained)")
-        try:
-            payload = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{str(path)!r} is corrupt or truncated: {err}") from err
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CheckpointError(f"{str(path)!r} is not a MultimodalVocab file (no 'format': {FORMAT!r})")
-        if int(payload.get("format_version", -1)) > FORMAT_VERSION:
-            raise CheckpointError(f"{str(path)!r} has a newer format_version than this vqtok reads; upgrade vqtok")
-        for rel, digest in payload.get("files", {}).items():
+        payload = read_versioned_json(path, FORMAT, FORMAT_VERSION, what="MultimodalVocab file")
+        files = payload.get("files", {})
+        if not isinstance(files, dict) or not isinstance(payload.get("layout"), dict):
+            raise CheckpointError(f"{str(path)!r} is corrupt: 'files' and 'layout' must be mappings")
+        for rel, digest in files.items():
             part = directory / rel
             if not part.is_file():
                 raise CheckpointError(f"vocabulary part {str(part)!r} is missing")
-            if _sha256(part) != digest:
-                raise CheckpointError(f"vocabulary part {str(part)!r} is corrupt or was changed after saving")
+            if verify and sha256_file(part) != digest:
+                raise CheckpointError(
+                    f"vocabulary part {str(part)!r} is corrupt or was changed after saving (SHA-256 differs from "
+                    f"{VOCAB_NAME}; pass verify=False to load it anyway)"
+                )
         layout = payload["layout"]
         try:
             text = load_text_tokenizer(directory / TEXT_NAME)
         except (FileNotFoundError, ValueError) as err:
             raise CheckpointError(f"text tokenizer of {str(directory)!r}: {err}") from err
         tokenizers = {
-            m["name"]: Tokenizer.from_pretrained(directory / "modalities" / m["name"], map_location=map_location)
+            m["name"]: Tokenizer.from_pretrained(
+                directory / "modalities" / m["name"], map_location=map_location, verify=verify
+            )
             for m in layout["modalities"]
         }
         grids = {m["name"]: tuple(m["grid_shape"]) for m in layout["modalities"] if m["grid_shape"] is not None}
@@ -582,10 +585,3 @@ class MultimodalVocab:
         mods = ", ".join(f"{n}: {lay.num_ids}" for n, lay in self.layouts.items())
         return f"MultimodalVocab(size={self._size}, text={self.text_vocab_size}, {mods})"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
