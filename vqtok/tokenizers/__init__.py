@@ -1,9 +1,9 @@
 """Tokenizers: encoder -> quantizer -> decoder models for each modality, behind one contract."""
 
+from .._io import CheckpointError as CheckpointError
 from ._config import TokenizerConfig as TokenizerConfig
 from ._config import config_from_dict as config_from_dict
 from ._config import config_to_dict as config_to_dict
-from .._io import CheckpointError as CheckpointError
 from ._registry import create_tokenizer as create_tokenizer
 from ._registry import list_tokenizers as list_tokenizers
 from ._registry import register_tokenizer as register_tokenizer

@@ -160,8 +160,8 @@ def read_checkpoint_weights(
         actual = sha256_bytes(data)
         if actual != expected:
             raise CheckpointError(
-                f"weights file {str(path)!r} is corrupt or truncated, or was changed after saving: its SHA-256 is {actual[:16]}..., "
-                f"{CONFIG_NAME} records {str(expected)[:16]}... (pass verify=False to load it anyway)"
+                f"weights file {str(path)!r} is corrupt or truncated, or was changed after saving: its SHA-256 is "
+                f"{actual[:16]}..., {CONFIG_NAME} records {str(expected)[:16]}... (pass verify=False to load it anyway)"
             )
     header, _ = _split_safetensors(data, str(path))
     try:

@@ -23,10 +23,10 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .._io import CheckpointError
 from ..quantizers import Quantizer, QuantizerOutput
 from ..quantizers import create as create_quantizer
 from ._config import TokenizerConfig, config_from_dict
-from .._io import CheckpointError
 from ._pretrained import (
     read_checkpoint_config,
     read_checkpoint_weights,

@@ -99,7 +99,9 @@ def load_training_checkpoint(path: str | os.PathLike[str], verify: bool = True) 
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
-        raise CheckpointError(f"training checkpoint {str(path)!r} is corrupt or truncated ({len(data)} bytes): {err}") from err
+        raise CheckpointError(
+            f"training checkpoint {str(path)!r} is corrupt or truncated ({len(data)} bytes): {err}"
+        ) from err
     if not isinstance(state, dict) or not {"step", "model", "optimizer", "scheduler", "rng"} <= set(state):
-        raise CheckpointError(f"{str(path)!r} is not a vqtok training checkpoint (missing model/optimizer/step entries)")
+        raise CheckpointError(f"{str(path)!r} is not a vqtok training checkpoint (no model/optimizer/step entries)")
     return state

@@ -35,10 +35,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from .._io import atomic_open
 from ..data import StepBatchSampler, create_dataset
 from ..metrics import CodebookUsage
 from ..tokenizers import Tokenizer, create_tokenizer
-from .._io import atomic_open
 from ..version import __version__
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
@@ -208,7 +208,10 @@ class Trainer:
         return state
 
     def save_checkpoint(self, info: DistInfo) -> None:
-        """Writes ``checkpoint.pt`` and its checksum atomically (rank 0); every rank must call it (RNG states are gathered)."""
+        """Writes ``checkpoint.pt`` and its checksum atomically (rank 0).
+
+        Every rank must call it (RNG states are gathered).
+        """
         state = self._checkpoint_state(info)
         if state is not None:
             save_training_checkpoint(state, self.run_dir / CHECKPOINT_NAME)

@@ -584,4 +584,3 @@ class MultimodalVocab:
     def __repr__(self) -> str:
         mods = ", ".join(f"{n}: {lay.num_ids}" for n, lay in self.layouts.items())
         return f"MultimodalVocab(size={self._size}, text={self.text_vocab_size}, {mods})"
-
