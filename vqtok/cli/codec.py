@@ -88,7 +88,7 @@ def load_signals(path: str | Path, channels: int) -> Tensor:
 
 def write_indices(path: Path, indices: Tensor, sources: list[tuple[str, int]]) -> None:
     """Writes ``(N, ...)`` indices to ``.npy`` or ``.parquet`` atomically."""
-    from ..tokenizers._pretrained import atomic_open
+    from .._io import atomic_open
 
     if path.suffix == ".npy":
         with atomic_open(path, "wb") as f:
@@ -153,7 +153,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    from ..tokenizers._pretrained import atomic_open
+    from .._io import atomic_open
 
     out = Path(args.output)
     _check_output(out, args.force, (".npy",))

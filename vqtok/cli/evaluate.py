@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["add_parser", "run", "evaluate_to_report"]
@@ -31,10 +30,10 @@ def evaluate_to_report(
     device: str = "cpu",
 ) -> tuple[dict[str, float], Path]:
     """Evaluates and writes ``out/metrics.json`` and ``out/report/index.html``; returns metrics and the page."""
+    from .._io import write_json
     from ..data import create_dataset
     from ..metrics.report import write_report
     from ..tokenizers import Tokenizer
-    from ..tokenizers._pretrained import atomic_open
     from ..train import evaluate
 
     model = Tokenizer.from_pretrained(model_dir, map_location=device)
@@ -42,8 +41,7 @@ def evaluate_to_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"data": data, "split": split, "model": str(model_dir), **result.metrics}
-    with atomic_open(out / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(out / "metrics.json", metrics)
     page = write_report(
         out / "report",
         result.metrics,

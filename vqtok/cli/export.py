@@ -47,9 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from .._dist import setup_distributed, teardown_distributed
     from ..data.export import export_tokens, open_source
     from ..tokenizers import Tokenizer
-    from ..train.distributed import setup_distributed, teardown_distributed
     from ..vocab import MultimodalVocab
 
     if args.threads:

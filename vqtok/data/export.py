@@ -44,8 +44,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _dist
+from .._io import CheckpointError, atomic_write_bytes, read_json, sha256_bytes, sha256_file, write_json
 from ..tokenizers import Tokenizer
-from ..tokenizers._pretrained import atomic_open
 
 if TYPE_CHECKING:
     from ..vocab import MultimodalVocab
@@ -339,15 +340,6 @@ class ExportResult:
     manifest: dict[str, Any] | None = None
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _model_digest(model: Tokenizer | MultimodalVocab) -> str:
     """Hash of the weights and config, so that resuming with another model is refused."""
     h = hashlib.sha256()
@@ -364,34 +356,12 @@ def _model_digest(model: Tokenizer | MultimodalVocab) -> str:
     return h.hexdigest()
 
 
-def _dist_rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    import torch.distributed as dist
-
-    # Ranks given by hand (tests, external schedulers) have no process group to wait on.
-    if world > 1 and dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_open(path, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A progress record, or None when it is missing or damaged (the shard is then simply redone)."""
     try:
-        payload = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return read_json(path, "export record")
+    except CheckpointError:
         return None
-    return payload if isinstance(payload, dict) else None
 
 
 def export_tokens(
@@ -445,12 +415,12 @@ def export_tokens(
     if shard_size < 1 or batch_size < 1 or row_group_size < 1:
         raise ValueError("shard_size, batch_size and row_group_size must be >= 1")
     if rank is None or world_size is None:
-        rank, world_size = _dist_rank_world()
+        rank, world_size = _dist.rank(), _dist.world_size()
     out = Path(out_dir)
     encode, model_desc = _make_encoder(model, modality, torch.device(device))
     num_items = len(source)
     num_shards = max(1, math.ceil(num_items / shard_size))
-    keys_digest = hashlib.sha256("\n".join(source.key(i) for i in range(num_items)).encode()).hexdigest()
+    keys_digest = sha256_bytes("\n".join(source.key(i) for i in range(num_items)).encode())
     fingerprint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -466,7 +436,7 @@ def export_tokens(
         "device_type": torch.device(device).type,
     }
     progress_dir = out / PROGRESS_DIR
-    previous = _read_json(progress_dir / "fingerprint.json")
+    previous = _read_record(progress_dir / "fingerprint.json")
     stale = previous is not None and previous != fingerprint
     if stale and not force:
         raise ValueError(
@@ -481,8 +451,9 @@ def export_tokens(
         progress_dir.mkdir(parents=True, exist_ok=True)
         (out / "data").mkdir(parents=True, exist_ok=True)
         if previous is None or stale or force:
-            _write_json(progress_dir / "fingerprint.json", fingerprint)
-    _barrier(world_size)
+            write_json(progress_dir / "fingerprint.json", fingerprint)
+    if world_size > 1:  # ranks given by hand (tests, external schedulers) may have no group to wait on
+        _dist.barrier()
 
     result = ExportResult(out_dir=out, num_shards=num_shards)
     mine = [s for s in range(num_shards) if s % world_size == rank]
@@ -499,9 +470,10 @@ def export_tokens(
         result.items += record["num_rows"]
         result.tokens += record["num_tokens"]
     bar.close()
-    _barrier(world_size)
+    if world_size > 1:
+        _dist.barrier()
 
-    records = [_read_json(progress_dir / f"{s:05d}.json") for s in range(num_shards)]
+    records = [_read_record(progress_dir / f"{s:05d}.json") for s in range(num_shards)]
     if all(r is not None for r in records):
         manifest = {
             "format": FORMAT,
@@ -514,9 +486,10 @@ def export_tokens(
             "shards": records,
         }
         if rank == 0:
-            _write_json(out / MANIFEST_NAME, manifest)
+            write_json(out / MANIFEST_NAME, manifest)
         result.complete, result.manifest = True, manifest
-    _barrier(world_size)
+    if world_size > 1:
+        _dist.barrier()
     result.seconds = time.perf_counter() - start_time
     logger.info(
         "rank %d: wrote %d shard(s), skipped %d, %d items, %d tokens in %.1f s",
@@ -535,7 +508,7 @@ def _shard_name(split: str, s: int, num_shards: int) -> str:
 
 
 def _shard_done(out: Path, s: int) -> bool:
-    record = _read_json(out / PROGRESS_DIR / f"{s:05d}.json")
+    record = _read_record(out / PROGRESS_DIR / f"{s:05d}.json")
     if record is None:
         return False
     path = out / record.get("file", "")
@@ -629,17 +602,16 @@ def _write_shard(
     pq.write_table(table, buf, row_group_size=row_group_size, **PARQUET_OPTIONS)
     data = buf.getvalue()
     name = _shard_name(split, s, num_shards)
-    with atomic_open(out / name, "wb") as f:
-        f.write(data)
+    atomic_write_bytes(out / name, data)
     # The record comes after the rename: a record always describes a file that is fully in place.
     record = {
         "shard": s,
         "file": name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_bytes(data),
         "bytes": len(data),
         "num_rows": len(items),
         "num_tokens": int(lengths.sum()),
         "first_key": source.key(items[0]) if len(items) else None,
     }
-    _write_json(out / PROGRESS_DIR / f"{s:05d}.json", record)
+    write_json(out / PROGRESS_DIR / f"{s:05d}.json", record)
     return record

@@ -5,7 +5,6 @@ images, before/after WAV files for audio, overlaid curves for time series), a co
 from __future__ import annotations
 
 import html
-import json
 import os
 import wave
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..tokenizers._pretrained import atomic_open
+from .._io import atomic_open, write_json
 
 __all__ = [
     "format_metrics_table",
@@ -160,8 +159,7 @@ def write_report(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_open(directory / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(directory / "metrics.json", metrics)
     figures = []
     sounds: list[tuple[str, str]] = []
     have = originals is not None and recons is not None and originals.numel() > 0

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from .._dist import DistInfo, all_gather_objects, setup_distributed, teardown_distributed
 from .._io import atomic_open
 from ..data import StepBatchSampler, create_dataset
 from ..metrics import CodebookUsage
@@ -42,7 +43,6 @@ from ..tokenizers import Tokenizer, create_tokenizer
 from ..version import __version__
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
-from .distributed import DistInfo, all_gather_objects, setup_distributed, teardown_distributed
 from .losses import hinge_d_loss, hinge_g_loss
 
 __all__ = ["Trainer", "TrainResult", "collate", "seed_everything"]
@@ -189,7 +189,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self, info: DistInfo) -> dict[str, Any] | None:
-        rngs = all_gather_objects(_rng_state(), info)
+        rngs = all_gather_objects(_rng_state())
         if not info.is_main:
             return None
         state: dict[str, Any] = {
