@@ -177,7 +177,7 @@ def read_checkpoint_weights(
         )
     if verify:
         for name, tensor in tensors.items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).sum())
                 raise CheckpointError(
                     f"weights file {str(path)!r}: tensor {name!r} holds {bad} non-finite (NaN or inf) value(s); "
