@@ -208,10 +208,7 @@ class Trainer:
         return state
 
     def save_checkpoint(self, info: DistInfo) -> None:
-        """Writes ``checkpoint.pt`` and its checksum atomically (rank 0).
-
-        Every rank must call it (RNG states are gathered).
-        """
+        """Writes ``checkpoint.pt`` + checksum atomically (rank 0); every rank calls it (RNG states are gathered)."""
         state = self._checkpoint_state(info)
         if state is not None:
             save_training_checkpoint(state, self.run_dir / CHECKPOINT_NAME)
