@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -71,6 +72,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise ValueError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
     if origin in (tuple, list):
+        if hasattr(value, "tolist") and not isinstance(value, (list, tuple, str)):
+            value = value.tolist()  # numpy arrays and tensors hold the values as a nested list
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise _fail(key, hint, value)
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -98,9 +101,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value.lower() == "true"
         raise _fail(key, hint, value)
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # numpy integers included
+        if isinstance(value, numbers.Real) and float(value).is_integer():
             return int(value)
         if isinstance(value, str):
             try:
@@ -109,7 +112,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 pass
         raise _fail(key, hint, value)
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
             try:

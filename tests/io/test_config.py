@@ -92,6 +92,10 @@ class _Outer:
 def test_nested_literal_optional_and_variable_tuples() -> None:
     cfg = config_from_dict(_Outer, {"inner": {"mode": "b", "sizes": [3, "4"]}, "scale": "2e0", "names": ["x"]})
     assert cfg == _Outer(_Inner("b", (3, 4)), 2.0, ["x"])
+    import numpy as np
+
+    numpy_cfg = config_from_dict(_Outer, {"inner": {"sizes": np.array([5, 6])}, "scale": np.float32(0.5)})
+    assert numpy_cfg.inner.sizes == (5, 6) and type(numpy_cfg.inner.sizes[0]) is int and numpy_cfg.scale == 0.5
     assert config_from_dict(_Outer, config_to_dict(cfg)) == cfg
     with pytest.raises(ValueError, match=r"'inner.mode' must be one of \['a', 'b'\]"):
         config_from_dict(_Outer, {"inner": {"mode": "c"}})
