@@ -115,3 +115,21 @@ def test_two_interrupted_saves_in_a_row_keep_the_old_checkpoint(tmp_path, monkey
     _flip(path, len(path.read_bytes()) // 2)  # and a damaged old file is still refused
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_training_checkpoint(path)
+
+
+def test_cli_resume_of_a_damaged_checkpoint_is_one_line(tmp_path, capsys) -> None:
+    from vqtok.cli.__main__ import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("tokenizer: image2d\n")
+    args = [str(config), *TINY, f"run_dir={tmp_path / 'run'}", "optim.lr=1e-3", "--no-progress"]
+    assert main(["train", *args, "--until-step", "2"]) == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:-50])
+    assert main(["train", *args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert "Traceback" not in err and len(errors) == 1, err
+    assert "checkpoint.pt" in errors[0] and "corrupt or truncated" in errors[0], err
+    assert main(["train", *args[:-2], "steps=abc", "--no-progress"]) == 2
+    assert "'steps' expects int, got 'abc'" in capsys.readouterr().err
