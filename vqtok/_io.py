@@ -65,14 +65,16 @@ def clean_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     if not path.parent.is_dir():
         return removed
     prefix = _tmp_prefix(path)
-    for entry in path.parent.iterdir():
-        if entry.name.startswith(prefix):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-            removed.append(entry)
+    # scandir, not iterdir: this runs before every write, in folders that may hold thousands of shards.
+    with os.scandir(path.parent) as entries:
+        stale = [Path(e.path) for e in entries if e.name.startswith(prefix)]
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
     return removed
 
 
