@@ -127,3 +127,19 @@ def test_cli_encode_decode_on_a_small_file(family, tmp_path: Path) -> None:
     recon = torch.from_numpy(np.load(out))
     assert recon.dtype == tok.decode(expected).dtype
     torch.testing.assert_close(recon, tok.decode(expected))
+
+
+def test_export_writes_fast_rows_without_padding(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vqtok.data.export import ArraySource, export_tokens
+
+    tok, x = _fast(), _chunks(11, seed=2)
+    np.save(tmp_path / "chunks.npy", x.numpy())
+    result = export_tokens(ArraySource(tmp_path / "chunks.npy"), tok, tmp_path / "out", shard_size=4, batch_size=3,
+                           progress=False)  # fmt: skip
+    assert result.complete and result.items == 11
+    table = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "out").rglob("*.parquet"))])
+    assert table.column("ids").to_pylist() == tok.encode_lists(x)
+    assert [s[0] for s in table.column("shape").to_pylist()] == [len(t) for t in tok.encode_lists(x)]
