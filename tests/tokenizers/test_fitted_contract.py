@@ -143,3 +143,26 @@ def test_export_writes_fast_rows_without_padding(tmp_path: Path) -> None:
     table = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "out").rglob("*.parquet"))])
     assert table.column("ids").to_pylist() == tok.encode_lists(x)
     assert [s[0] for s in table.column("shape").to_pylist()] == [len(t) for t in tok.encode_lists(x)]
+
+
+def test_cli_eval_scores_fast_like_any_tokenizer(tmp_path: Path) -> None:
+    import json
+    import math
+
+    from vqtok.data import create_dataset
+
+    train = create_dataset("synthetic_motions", "train")
+    chunks = torch.stack([train[i] for i in range(len(train))]).float()
+    tok = FASTTokenizer(chunks.shape[1], chunks.shape[2], scale=20.0, vocab_size=512).fit(chunks)
+    tok.save_pretrained(tmp_path / "model")
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tmp_path / "model"), "--data", "synthetic_motions", "-o", str(out)]
+    assert main([*args, "--batch-size", "16"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = torch.stack([t for t in (create_dataset("synthetic_motions", "test")[i] for i in range(64))]).float()
+    lengths = [len(t) for t in tok.encode_lists(test)]
+    # Real tokens only (padding excluded), averaged over examples; bits of the BPE vocabulary per token.
+    assert metrics["tokens_per_example"] == pytest.approx(sum(lengths) / len(lengths))
+    assert metrics["bits_per_token"] == pytest.approx(math.log2(tok.vocab_len))
+    assert metrics["mse"] < 1 / tok.scale**2 and metrics["examples"] == 64.0
+    assert (out / "report" / "index.html").is_file()

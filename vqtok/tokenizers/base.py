@@ -75,6 +75,11 @@ class Tokenizer(BaseTokenizer):
         """The quantizer's ``index_shape``."""
         return tuple(int(s) for s in self.quantizer.index_shape)
 
+    @property
+    def bits_per_token(self) -> float:
+        """The quantizer's ``bits_per_token`` (its entries may have different ranges, e.g. ``anchor``)."""
+        return float(self.quantizer.bits_per_token)
+
     # ------------------------------------------------------------------------- subclass interface
     @abstractmethod
     def _encode_latents(self, signal: Tensor) -> Tensor:

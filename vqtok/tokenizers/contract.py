@@ -22,6 +22,7 @@ The neural ``encoder -> quantizer -> decoder`` tokenizers add ``forward`` and lo
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -90,6 +91,11 @@ class BaseTokenizer(nn.Module, ABC):
     def index_shape(self) -> tuple[int, ...]:
         """Trailing shape of one token's indices (``()``: one id per token)."""
         return ()
+
+    @property
+    def bits_per_token(self) -> float:
+        """Bits of one token's indices with a fixed-length code: ``prod(index_shape) * log2(codebook_size)``."""
+        return math.prod(self.index_shape) * math.log2(self.codebook_size)
 
     def check_signal(self, signal: Any) -> None:
         """Raises ``ValueError`` when ``signal`` is not a batch this tokenizer reads; subclasses extend."""
