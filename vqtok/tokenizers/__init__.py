@@ -1,4 +1,4 @@
-"""Tokenizers: encoder -> quantizer -> decoder models for each modality, behind one contract."""
+"""Tokenizers behind one contract (`BaseTokenizer`): neural encoder -> quantizer -> decoder models and fitted ones."""
 
 from ._config import TokenizerConfig as TokenizerConfig
 from ._config import config_from_dict as config_from_dict
