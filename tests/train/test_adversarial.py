@@ -11,7 +11,7 @@ import torch
 
 from vqtok.layers import PatchDiscriminator2d
 from vqtok.tokenizers import Tokenizer, create_tokenizer
-from vqtok.train import Trainer, load_config
+from vqtok.train import DataConfig, TrainConfig, Trainer, load_config
 from vqtok.train.adversarial import AdversarialSettings, Adversary, build_adversary
 from vqtok.train.losses import hinge_d_loss, hinge_g_loss
 from vqtok.train.trainer import StepResult
@@ -74,26 +74,9 @@ def test_generator_term_reaches_the_generator_only() -> None:
 
 
 def test_step_result_keeps_indices_out_of_the_float_log(tmp_path, monkeypatch) -> None:
-    cfg = load_config(
-        None,
-        [
-            "tokenizer=image2d",
-            "model.in_channels=1",
-            "model.image_size=[8, 8]",
-            "model.downsample=2",
-            "model.channels=[8, 16]",
-            "model.quantizer=vq",
-            "model.quantizer_kwargs={dim: 8, codebook_size: 32}",
-            "model.gan_weight=0.1",
-            "model.disc_channels=8",
-            "data.name=synthetic",
-            "device=cpu",
-            "steps=2",
-            "batch_size=4",
-            "log_every=1",
-            f"run_dir={tmp_path / 'run'}",
-        ],
-    )
+    model = {**TINY, **VQ, "gan_weight": 0.1, "disc_channels": 8}
+    cfg = TrainConfig(tokenizer="image2d", model=model, data=DataConfig(name="synthetic"), device="cpu", steps=2,
+                      batch_size=4, log_every=1, run_dir=str(tmp_path / "run"))  # fmt: skip
     trainer = Trainer(cfg, progress=False)
     results: list[StepResult] = []
     step = trainer._train_step
