@@ -430,3 +430,91 @@ def test_gpu_matches_fp64_reference(dtype: torch.dtype, metric: str):
         dist, idx = nearest(x.cuda(), c.cuda(), metric, backend=backend)
         _assert_matches_reference(x.float(), c.float(), metric, dist, idx)
         assert (idx[:100].cpu() < 15_000).all()
+
+
+# ------------------------------------------------------------------------------------- far from the origin
+_OFFSETS = [0.0, 10.0, 100.0, 1e3, 1e4]
+# A mismatch with the fp64 argmin is allowed only for a genuine near tie: an exact gap below this fraction
+# of the translation-invariant scale ||x - m||^2 + ||c - m||^2 (m the codebook mean), about D * eps32.
+_TIE_TOL = 1e-6
+
+
+def _offset_data(offset: float, n: int = 1000, k: int = 1024, dim: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(11)
+    return torch.randn(n, dim, generator=g) + offset, torch.randn(k, dim, generator=g) + offset
+
+
+def _assert_exact_up_to_near_ties(x: torch.Tensor, c: torch.Tensor, dist: torch.Tensor, idx: torch.Tensor) -> None:
+    xd, cd = x.double(), c.double()
+    ref = torch.cdist(xd, cd).square()
+    best = ref.min(1)
+    m = cd.mean(0)
+    scale = (xd - m).square().sum(-1) + (cd - m).square().sum(-1).amax()
+    chosen = ref.gather(1, idx[:, None])[:, 0]
+    wrong = idx != best.indices
+    assert bool(((chosen - best.values)[wrong] <= _TIE_TOL * scale[wrong]).all()), (
+        f"{int(wrong.sum())} of {len(idx)} indices differ from the fp64 argmin beyond near ties"
+    )
+    assert wrong.float().mean() < 0.01
+    # The returned distance is the fp32 value of the chosen code's distance, with the same scale of error.
+    assert bool(((dist.double() - chosen).abs() <= 10 * _TIE_TOL * scale).all())
+
+
+@pytest.mark.parametrize("offset", _OFFSETS)
+def test_far_from_origin_is_exact(offset: float, backend: str):
+    # Issue 17: with c = randn(1024, 8) + 1000 only 63.5 % of the indices were the fp64 argmin.
+    x, c = _offset_data(offset)
+    dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), backend=backend)
+    _assert_exact_up_to_near_ties(x, c, dist.cpu(), idx.cpu())
+    # Only the codebook far away, or only the latents: the centre is the codebook's.
+    for xs, cs in ((x - offset, c), (x, c - offset)):
+        dist, idx = nearest(xs.to(_DEVICE), cs.to(_DEVICE), backend=backend, tile_k=64)
+        _assert_exact_up_to_near_ties(xs, cs, dist.cpu(), idx.cpu())
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e4])
+def test_far_from_origin_topk_is_exact(offset: float):
+    x, c = _offset_data(offset, n=300, k=500)
+    _, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), k=5, tile_n=64, tile_k=128)
+    ref = torch.cdist(x.double(), c.double()).square()
+    ref_idx = ref.topk(5, dim=1, largest=False).indices
+    gaps = ref.gather(1, idx.cpu()) - ref.gather(1, ref_idx)
+    m = c.double().mean(0)
+    scale = (x.double() - m).square().sum(-1, keepdim=True) + (c.double() - m).square().sum(-1).amax()
+    assert bool((gaps.abs() <= _TIE_TOL * scale).all())
+
+
+def test_integer_ties_survive_centring(backend: str):
+    # Integer coordinates far from the origin: the centre is an integer, x - centre is exact, and duplicated
+    # codes still tie exactly (lowest index wins).
+    x, c = _tie_data()
+    ref = _reference(x, c, "l2")
+    first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
+    for offset in (1000.0, 4096.0):
+        _, idx = nearest(x + offset, c + offset, backend=backend)
+        assert torch.equal(idx, first)
+
+
+@pytest.mark.skipif(not _HAS_TRITON, reason="triton is not installed")
+def test_triton_far_from_origin_in_interpreter():
+    script = textwrap.dedent(
+        """
+        import torch
+        from vqtok.kernels import nearest
+        for offset in (0.0, 10.0, 100.0, 1e3, 1e4):
+            g = torch.Generator().manual_seed(12)
+            x = torch.randn(150, 8, generator=g) + offset
+            c = torch.randn(300, 8, generator=g) + offset
+            ref = torch.cdist(x.double(), c.double()).square()
+            _, idx = nearest(x, c, backend="triton", tile_n=64, tile_k=64)
+            m = c.double().mean(0)
+            scale = (x.double() - m).square().sum(-1) + (c.double() - m).square().sum(-1).amax()
+            gap = ref.gather(1, idx[:, None])[:, 0] - ref.min(1).values
+            assert bool((gap <= 1e-6 * scale).all()), (offset, int((gap > 1e-6 * scale).sum()))
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "TRITON_INTERPRET": "1"}
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
