@@ -104,12 +104,14 @@ def test_clustered_inputs_find_their_centre(tiles: tuple[int, int], backend: str
 
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 @pytest.mark.parametrize("k", [2, 5])
-def test_topk_matches_reference_order(metric: str, k: int):
+def test_topk_matches_reference_order(metric: str, k: int, backend: str):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(100, 12, generator=g)
     c = torch.randn(90, 12, generator=g)
     for tiles in _TILES:
-        dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1])
+        dist, idx = nearest(
+            x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1], backend=backend
+        )
         assert dist.shape == idx.shape == (100, k)
         ref = _reference(x, c, metric)
         ref_sorted = ref.sort(dim=1).values[:, :k]
@@ -138,9 +140,12 @@ def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int], back
     first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
     assert torch.equal(idx.cpu(), first)
     assert torch.equal(dist.cpu().double(), ref.min(1).values)
-    for k in (3, 9):
-        _, idx_k = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1])
+    for k in (3, 9, 70):
+        dist_k, idx_k = nearest(
+            x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1], backend=backend
+        )
         assert torch.equal(idx_k.cpu(), _lexsort_topk(ref, k))
+        assert torch.equal(dist_k.cpu().double(), ref.gather(1, idx_k.cpu()))
 
 
 def test_all_codes_identical_returns_zero(backend: str):
@@ -329,8 +334,8 @@ def test_cpu_ext_rejects_what_it_cannot_read():
     if not _cpu_ext.available():
         pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
     x, c = torch.randn(10, 4), torch.randn(20, 4)
-    with pytest.raises(ValueError):
-        nearest(x, c, k=2, backend="cpu_ext")
+    with pytest.raises(ValueError, match="k=21"):
+        _cpu_ext.ext_topk(x, c, (c * c).sum(-1), 21)
     with pytest.raises(ValueError):
         _cpu_ext.ext_search(x.T.contiguous().T, c, (c * c).sum(-1))
     with pytest.raises(ValueError):
@@ -518,3 +523,41 @@ def test_triton_far_from_origin_in_interpreter():
         [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "TRITON_INTERPRET": "1"}
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dim", [2, 8, 16, 32, 20])
+@pytest.mark.parametrize("k", [2, 16, 60])
+def test_cpu_ext_topk_on_ties_and_ragged_sizes(dim: int, k: int):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    # Integer coordinates: exact fp32 distances and many ties at every rank, across lanes, groups and tiles.
+    g = torch.Generator().manual_seed(13)
+    c = torch.randint(-1, 2, (203, dim), generator=g).float()
+    x = torch.randint(-1, 2, (91, dim), generator=g).float()
+    ref = _reference(x, c, "l2")
+    for tile_k in (None, 48, 16):
+        dist, idx = nearest(x, c, k=k, tile_k=tile_k, backend="cpu_ext")
+        assert torch.equal(idx, _lexsort_topk(ref, k))
+        assert torch.equal(dist.double(), ref.gather(1, idx))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        big = torch.randint(-1, 2, (811, dim), generator=g).float()
+        one = nearest(big, c, k=k, backend="cpu_ext")
+        assert torch.equal(one[1], _lexsort_topk(_reference(big, c, "l2"), k))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_topk_auto_uses_cpu_ext_up_to_its_k(monkeypatch):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    calls = []
+    real = _cpu_ext.ext_topk
+    monkeypatch.setattr(_cpu_ext, "ext_topk", lambda *a, **kw: calls.append(a[3]) or real(*a, **kw))
+    x, c = torch.randn(40, 16), torch.randn(600, 16)
+    _, idx = nearest(x, c, k=10)
+    assert calls == [10]
+    assert torch.equal(idx, nearest(x, c, k=10, backend="torch")[1])
+    nearest(x, c, k=300)  # above the k where sorted-list insertion stops paying: torch
+    assert calls == [10]
