@@ -123,3 +123,40 @@ def test_unknown_encode_options_are_a_type_error(name):
     for option in q.encode_options:
         with pytest.raises(TypeError):
             q.encode(x, **{option + "s": 1})
+
+
+def test_lfq_reported_case_fp64_1e300():
+    q = create("lfq", codebook_size=64, dim=8).eval()
+    x = torch.randn(5, 8, dtype=torch.float64)
+    x[2, 3] = 1e300
+    with pytest.raises(NonFiniteError, match=r"LFQ got latents .* 1e\+300"):
+        q(x)
+
+
+def test_power_of_two_row_scaling_keeps_values_and_gradients():
+    """The overflow-safe rotation trick (VQ) and sphere projection (BSQ) equal the plain ones at normal scale."""
+    from vqtok.quantizers import _codebook as cb
+    from vqtok.quantizers.vq import _scaled_rotation_trick
+
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(64, 8, generator=g) * torch.logspace(-3, 3, 64)[:, None]).requires_grad_(True)
+    q = torch.randn(64, 8, generator=g)
+    up = torch.randn(64, 8, generator=g)
+    plain = cb.rotation_trick(z, q)
+    (g_plain,) = torch.autograd.grad(plain, z, up)
+    scaled = _scaled_rotation_trick(z, q)
+    (g_scaled,) = torch.autograd.grad(scaled, z, up)
+    torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_scaled, g_plain, rtol=1e-4, atol=1e-6)
+
+    bsq = create("bsq", codebook_size=2**8)
+    u = bsq._prepare(z)
+    (g_bsq,) = torch.autograd.grad(u, z, up)
+    ref = torch.nn.functional.normalize(z, dim=-1)
+    (g_ref,) = torch.autograd.grad(ref, z, up)
+    assert torch.equal(u, ref)
+    torch.testing.assert_close(g_bsq, g_ref, rtol=1e-5, atol=1e-8)
+    # At 3e38 the plain forms overflow (Inf, or a zero vector for BSQ); the scaled ones do not.
+    huge = torch.full((1, 8), 3e38)
+    assert torch.isfinite(_scaled_rotation_trick(huge, -huge)).all()
+    torch.testing.assert_close(bsq._prepare(huge), torch.full((1, 8), 8**-0.5))
