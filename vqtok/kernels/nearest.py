@@ -32,12 +32,13 @@ Paths:
 Centring (``metric="l2"``): squared distances are translation-invariant, but ``||c||^2 - 2<x, c>`` cancels
 catastrophically when the vectors sit far from the origin (with ``c = randn(1024, 8) + 1000`` only 63.5%
 of fp32 argmins were right). Both sides are therefore shifted by a centre ``mu`` near the codebook mean
-(computed in fp64) before the search, on every backend (fused CPU kernel, torch, Triton), so the error
-scales with the spread of the codebook, not with its offset. ``mu`` is rounded to a multiple of a power of
-two below the codebook's coordinate range: for data whose spread is well above its rounding unit
-(anything but degenerate input) ``x - mu`` is then exact in fp32 (Sterbenz), so integer-valued inputs stay
-exactly representable and exact ties stay ties. Cached ``codebook_norms`` describe the uncentred codebook,
-so passing them keeps the uncentred search (use them for codebooks near the origin only).
+(the fp64 mean of at most 256 evenly spaced codes: O(D) work) before the search, on every backend (fused
+CPU kernel, torch, Triton), so the error scales with the spread of the codebook, not with its offset.
+``mu`` is rounded to a multiple of a power of two below the codebook's coordinate range: for data whose
+spread is well above its rounding unit (anything but degenerate input) ``x - mu`` is then exact in fp32
+(Sterbenz), so integer-valued inputs stay exactly representable and exact ties stay ties. Cached
+``codebook_norms`` describe the uncentred codebook, so passing them keeps the uncentred search (use them
+for codebooks near the origin only).
 
 Precision policy: distances are fp32 whatever the input dtype. The CPU paths and the CUDA torch
 fallback compute products in fp32 (inputs are upcast); the fused CPU kernel sums the products in a
@@ -75,6 +76,8 @@ _EXT_MAX_DIM = 512
 # Largest k for which "auto" picks the fused CPU top-k: each insertion into a row's sorted list costs O(k).
 _EXT_MAX_K = 256
 _TORCH_TILE_K = 2048
+# Codes sampled to place the centre of the l2 search (see _centre).
+_CENTRE_SAMPLE = 256
 # Operands whose norms exceed this are rescaled by an exact power of two before the search, so that
 # ||c||^2 - 2<x, c> cannot overflow fp32 (max ~3.4e38); the argmin is invariant to the scale.
 _MAX_NORM = 2.0**60
@@ -225,13 +228,17 @@ def _prepare(
 def _centre(c: Tensor) -> Tensor | None:
     """``(D,)`` fp32 shift near the codebook mean, on a power-of-two grid; ``None`` when it is zero.
 
-    The mean is taken in fp64 (no cancellation at any offset) and rounded to a multiple of
-    ``2^(floor(log2(range)) - 2)``, ``range`` the largest per-coordinate extent of the codebook: the
-    centred codes then lie within ``range / 8`` of the mean, and subtracting a shift with few significant
-    bits from values of about its size is exact in fp32.
+    Any point inside the bulk of the codebook bounds the cancellation, so the mean and the extent are
+    taken over at most ``_CENTRE_SAMPLE`` evenly spaced codes (in fp64: no cancellation at any offset),
+    which keeps this O(D) whatever K is. The mean is rounded to a multiple of ``2^(floor(log2(extent)) -
+    2)``, ``extent`` the largest per-coordinate range of those codes: the shift then has few significant
+    bits, so subtracting it from values of about its size is exact in fp32.
     """
-    extent = float((c.amax(0) - c.amin(0)).amax())
-    mean = torch.mean(c, 0, dtype=torch.float64)
+    num_codes = c.shape[0]
+    rows = c if num_codes <= _CENTRE_SAMPLE else c[torch.linspace(0, num_codes - 1, _CENTRE_SAMPLE).long()]
+    rows = rows.double()
+    mean = rows.mean(0)
+    extent = float((rows.amax(0) - rows.amin(0)).amax())
     if extent > 0:
         step = 2.0 ** (math.floor(math.log2(extent)) - 2)
         mean = torch.round(mean / step) * step
