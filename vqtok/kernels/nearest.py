@@ -99,7 +99,8 @@ def nearest(
 ) -> tuple[Tensor, Tensor]:
     """Finds the exact nearest codebook rows of each latent.
 
-    Scratch memory is one ``tile_n * tile_k`` fp32 buffer (4 MiB with the defaults) for the torch path,
+    Scratch memory is one ``tile_n * tile_k`` fp32 buffer (4 MiB with the defaults) for the torch path
+    (``k > 1``: plus an int64 sort key of the tile and its int32 source, 12 MiB more),
     one transposed tile of about 256 KiB per thread for the fused CPU kernel, plus ``O(N k + K)``; if
     the inputs are not fp32 and contiguous, an fp32 copy of them is made (``O((N + K) D)``).
 
@@ -371,8 +372,11 @@ def _tile_topk(d: Tensor, k: int) -> tuple[Tensor, Tensor]:
     data (integer or binary codes) 2-3x slower still.
     """
     bits = (d + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0, which must tie with it
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: flip all but the sign bit
-    key = (ordered.long() << 32) | torch.arange(d.shape[1], device=d.device)
+    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: flip all but the sign bit
+    key = bits.long()
+    del bits
+    key <<= 32
+    key |= torch.arange(d.shape[1], device=d.device)
     ti = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
     return d.gather(1, ti), ti
 
