@@ -101,6 +101,11 @@ class Quantizer(nn.Module, ABC):
     Subclasses set ``dim`` (D, the latent width), ``codebook_size`` (V, the number of values each
     index entry can take) and ``index_shape`` (the trailing shape of the indices of one token, ``()``
     for a single id, ``(L,)`` for L residual levels or groups).
+
+    Every subclass follows the numerical rule of the module docstring: latents that are not finite in
+    fp32 (NaN, Inf, or finite values such as a float64 1e300 that overflow the cast) and non-finite
+    parameters or buffers raise :class:`NonFiniteError` naming the quantizer and the value or tensor;
+    unknown ``encode`` options raise :class:`EncodeOptionError` (a ``TypeError``).
     """
 
     dim: int
