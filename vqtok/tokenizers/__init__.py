@@ -23,6 +23,12 @@ from .image1d import Image1dTokenizer as Image1dTokenizer
 from .image2d import Image2dConfig as Image2dConfig
 from .image2d import Image2dTokenizer as Image2dTokenizer
 
+
+def from_pretrained(source: str, map_location: str = "cpu") -> Tokenizer:
+    """Loads a vqtok checkpoint folder, or ``"hf:<repo id or folder>"`` behind its adapter (:mod:`vqtok.adapters`)."""
+    return Tokenizer.from_pretrained(source, map_location=map_location)
+
+
 __all__ = [
     "ActionConfig",
     "ActionTokenizer",
@@ -40,6 +46,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "create_tokenizer",
+    "from_pretrained",
     "list_tokenizers",
     "register_tokenizer",
     "tokenizer_class",

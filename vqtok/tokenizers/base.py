@@ -184,7 +184,8 @@ class Tokenizer(nn.Module, ABC):
         """Loads a checkpoint written by :meth:`save_pretrained`.
 
         Called on :class:`Tokenizer` itself, the family is taken from the checkpoint; called on a
-        family class, the checkpoint must be of that family.
+        family class, the checkpoint must be of that family. ``"hf:<repo id or folder>"`` loads a Hugging
+        Face model behind its adapter (see :mod:`vqtok.adapters`).
 
         Raises:
             CheckpointError: When files are missing, truncated, corrupt, of another family, or when
@@ -192,8 +193,12 @@ class Tokenizer(nn.Module, ABC):
         """
         from ._registry import tokenizer_class
 
+        if isinstance(directory, str) and directory.startswith("hf:"):
+            return _load_hf(cls, directory, map_location)  # type: ignore[return-value]
         payload = read_checkpoint_config(directory)
         arch = payload["architecture"]
+        if isinstance(arch, str) and arch.startswith("hf_"):
+            from .. import adapters  # noqa: F401  (registers the adapter families, which need transformers)
         try:
             family = tokenizer_class(arch)
         except ValueError as err:
@@ -207,6 +212,15 @@ class Tokenizer(nn.Module, ABC):
         state = read_checkpoint_weights(directory, payload)
         model.load_checked_state_dict(state, source=str(directory))
         return model.to(map_location)  # type: ignore[return-value]
+
+    def export_onnx(self, path: str | os.PathLike[str], part: str = "encoder", **options: Any) -> Path:
+        """Writes the ``"encoder"`` (signal -> indices) or ``"decoder"`` (indices -> signal) as ONNX.
+
+        See :func:`vqtok.tokenizers.onnx.export_onnx` for the options and the checks.
+        """
+        from .onnx import export_onnx
+
+        return export_onnx(self, path, part=part, **options)
 
     def load_checked_state_dict(self, state: dict[str, Tensor], source: str = "state dict") -> None:
         """Strict ``load_state_dict`` with one readable error listing missing, unexpected and mis-shaped keys.
@@ -232,3 +246,13 @@ class Tokenizer(nn.Module, ABC):
                 parts.append(f"shape mismatches {shapes[:8]}{' ...' if len(shapes) > 8 else ''}")
             raise CheckpointError(f"{source} does not match {type(self).__name__}: " + "; ".join(parts))
         self.load_state_dict(state, strict=True)
+
+
+def _load_hf(cls: type[T], source: str, map_location: str | torch.device) -> T:
+    """``hf:`` sources go through the adapters (imported lazily: they need ``transformers``)."""
+    from ..adapters import load_hf
+
+    model = load_hf(source[3:], map_location=map_location)
+    if cls is not Tokenizer and not isinstance(model, cls):
+        raise CheckpointError(f"{source!r} holds a {type(model).__name__}, not a {cls.__name__}")
+    return model  # type: ignore[return-value]
