@@ -121,7 +121,10 @@ def load_hf(source: str, map_location: str | torch.device = "cpu") -> Tokenizer:
 
     model_class = getattr(transformers, cls.hf_model_class)
     try:
-        model, info = model_class.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
+        # Mismatched shapes are collected (not raised by transformers) so that the error below can name them.
+        model, info = model_class.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True
+        )
     except (OSError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"hf:{source}: {cls.hf_model_class} could not load {str(folder)!r}: {err}") from err
     problems = []

@@ -57,9 +57,13 @@ def reference_codes(name: str, model: torch.nn.Module, signal: torch.Tensor, lev
     """The reference model's own codes and decoded signal, in vqtok's layout."""
     with torch.no_grad():
         if name == "encodec":
-            bw = model.config.target_bandwidths[-1] if levels is None else levels * 10.0
-            out = model.encode(signal, bandwidth=bw)
-            return out.audio_codes[0].transpose(1, 2), model.decode(out.audio_codes, out.audio_scales).audio_values
+            if levels is None:
+                out = model.encode(signal, bandwidth=model.config.target_bandwidths[-1])
+                codes = out.audio_codes
+            else:
+                # Any level count through the reference's own RVQ (10 bits per level at 1000 frames/s).
+                codes = model.quantizer.encode(model.encoder(signal), levels * 10.0).transpose(0, 1)[None]
+            return codes[0].transpose(1, 2), model.decode(codes, [None]).audio_values
         if name == "dac":
             codes = model.encode(signal, n_quantizers=levels).audio_codes
             return codes.transpose(1, 2), model.decode(audio_codes=codes).audio_values[:, None]
