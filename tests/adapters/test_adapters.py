@@ -113,7 +113,8 @@ def test_multimodal_vocab(tmp_path) -> None:
 
     torch.manual_seed(0)
     audio, image = from_hf_model(REFERENCES["dac"][0]()), from_hf_model(REFERENCES["janus_vqgan"][0]())
-    vocab = MultimodalVocab(train_bpe(["a cat says hello", "a dog says hi"] * 4, vocab_size=300), {"audio": audio, "image": image})
+    text = train_bpe(["a cat says hello", "a dog says hi"] * 4, vocab_size=300)
+    vocab = MultimodalVocab(text, {"audio": audio, "image": image})
     wav, img = _signal("dac")[0], _signal("janus_vqgan")[0]
     ids = vocab.encode(["hear ", ("audio", wav), " see ", ("image", img)])
     parts = vocab.decode(ids)

@@ -66,7 +66,8 @@ def test_model_without_adapter(tmp_path) -> None:
     with pytest.raises(TypeError, match="no vqtok adapter for model class 'Linear'"):
         from_hf_model(torch.nn.Linear(2, 2))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
-    with pytest.raises(CheckpointError, match=r"no vqtok adapter for model_type 'bert' \(architectures \['BertModel'\]\)"):
+    message = r"no vqtok adapter for model_type 'bert' \(architectures \['BertModel'\]\)"
+    with pytest.raises(CheckpointError, match=message):
         from_pretrained(f"hf:{tmp_path}")
 
 
@@ -83,7 +84,7 @@ def _edit_weights(folder, tmp_path, edit):
     "edit, message",
     [
         (lambda s: s.pop("decoder.layers.0.conv.bias"), r"missing keys \['decoder.layers.0.conv.bias'\]"),
-        (lambda s: s.__setitem__("decoder.extra.weight", torch.zeros(2)), r"unexpected keys \['decoder.extra.weight'\]"),
+        (lambda s: s.__setitem__("decoder.extra.weight", torch.zeros(2)), r"unexpected keys \['decoder.extra.weight"),
         (lambda s: s.__setitem__("decoder.layers.0.conv.bias", torch.zeros(3)), "decoder.layers.0.conv.bias"),
     ],
     ids=["missing", "extra", "misshaped"],
@@ -132,7 +133,9 @@ def test_bad_indices_and_signals(encodec_folder) -> None:
 def test_unsupported_config_is_refused() -> None:
     import transformers
 
-    cfg = transformers.EncodecConfig(normalize=True, chunk_length_s=1.0, overlap=0.01, sampling_rate=8000,
-                                     upsampling_ratios=[4, 2], num_filters=4, hidden_size=16, codebook_dim=16)  # fmt: skip
+    cfg = transformers.EncodecConfig(
+        normalize=True, chunk_length_s=1.0, overlap=0.01, sampling_rate=8000,
+        upsampling_ratios=[4, 2], num_filters=4, hidden_size=16, codebook_dim=16,
+    )  # fmt: skip
     with pytest.raises(ValueError, match=r"\['normalize', 'chunk_length_s'\]"):
         from_hf_model(transformers.EncodecModel(cfg))
