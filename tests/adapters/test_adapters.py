@@ -124,3 +124,15 @@ def test_multimodal_vocab(tmp_path) -> None:
     vocab.save_pretrained(tmp_path / "vocab")
     again = MultimodalVocab.from_pretrained(tmp_path / "vocab")
     assert torch.equal(again.encode(["hear ", ("audio", wav)]), ids[: len(again.encode(["hear ", ("audio", wav)]))])
+
+
+def test_deepcopy_rebinds_the_quantizer_to_the_copy() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    tok = from_hf_model(REFERENCES["janus_vqgan"][0]())
+    twin = copy.deepcopy(tok)
+    with torch.no_grad():
+        twin.model.quantize.embedding.weight.mul_(-1)
+    indices = torch.arange(4)
+    assert torch.equal(twin.quantizer.decode(indices), -tok.quantizer.decode(indices))

@@ -139,3 +139,8 @@ def test_unsupported_config_is_refused() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"\['normalize', 'chunk_length_s'\]"):
         from_hf_model(transformers.EncodecModel(cfg))
+
+
+def test_empty_source() -> None:
+    with pytest.raises(CheckpointError, match="needs a repo id"):
+        from_pretrained("hf:")

@@ -80,8 +80,9 @@ class AdapterConfig(TokenizerConfig):
 class ExternalCodes(Quantizer):
     """Describes (and runs) the wrapped model's quantizer behind the vqtok :class:`Quantizer` contract.
 
-    Works on flat channels-last latents ``(N, D)``; the adapter supplies the two functions that call the
-    wrapped quantizer. It owns no parameters, so the adapter's state dict is exactly the model's.
+    Works on flat channels-last latents ``(N, D)``; the adapter supplies two of its bound methods that call
+    the wrapped quantizer (bound methods, not closures, so that ``copy.deepcopy`` of the adapter rebinds them
+    to the copy). It owns no parameters, so the adapter's state dict is exactly the model's.
 
     Args:
         dim: Latent width D at the quantizer's input.

@@ -31,16 +31,17 @@ class DacAdapter(HFAdapter):
     modality = "audio"
 
     def _make_quantizer(self) -> ExternalCodes:
-        rvq, cfg = self.model.quantizer, self.model.config
+        cfg = self.model.config
+        return ExternalCodes(
+            cfg.hidden_size, cfg.codebook_size, (cfg.n_codebooks,), self._latent_codes, self._latent_values
+        )
 
-        def encode_fn(latents: Tensor, num_levels: int | None = None) -> Tensor:
-            _, codes, *_ = rvq(latents.T[None], num_levels)  # (1, L, N)
-            return codes[0].T
+    def _latent_codes(self, latents: Tensor, num_levels: int | None = None) -> Tensor:
+        _, codes, *_ = self.model.quantizer(latents.T[None], num_levels)  # (1, L, N)
+        return codes[0].T
 
-        def decode_fn(indices: Tensor) -> Tensor:
-            return rvq.from_codes(indices.T[None])[0][0].T
-
-        return ExternalCodes(cfg.hidden_size, cfg.codebook_size, (cfg.n_codebooks,), encode_fn, decode_fn)
+    def _latent_values(self, indices: Tensor) -> Tensor:
+        return self.model.quantizer.from_codes(indices.T[None])[0][0].T
 
     @property
     def hop(self) -> int:

@@ -43,15 +43,14 @@ class EncodecAdapter(HFAdapter):
     def _make_quantizer(self) -> ExternalCodes:
         rvq, cfg = self.model.quantizer, self.model.config
         levels = min(rvq.get_num_quantizers_for_bandwidth(max(cfg.target_bandwidths)), len(rvq.layers))
+        return ExternalCodes(cfg.codebook_dim, cfg.codebook_size, (levels,), self._latent_codes, self._latent_values)
 
-        def encode_fn(latents: Tensor, num_levels: int | None = None) -> Tensor:
-            codes = rvq.encode(latents.T[None], max(cfg.target_bandwidths))  # (L, 1, N)
-            return codes[:, 0].T[:, :num_levels]
+    def _latent_codes(self, latents: Tensor, num_levels: int | None = None) -> Tensor:
+        codes = self.model.quantizer.encode(latents.T[None], max(self.model.config.target_bandwidths))  # (L, 1, N)
+        return codes[:, 0].T[:, :num_levels]
 
-        def decode_fn(indices: Tensor) -> Tensor:
-            return rvq.decode(indices.T[:, None])[0].T  # (1, D, N) -> (N, D)
-
-        return ExternalCodes(cfg.codebook_dim, cfg.codebook_size, (levels,), encode_fn, decode_fn)
+    def _latent_values(self, indices: Tensor) -> Tensor:
+        return self.model.quantizer.decode(indices.T[:, None])[0].T  # (1, D, N) -> (N, D)
 
     # ------------------------------------------------------------------------------------- rate
     @property

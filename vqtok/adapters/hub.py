@@ -43,6 +43,8 @@ def resolve_hf(source: str) -> Path:
     Raises:
         CheckpointError: When the folder does not exist or the repo is not in the local cache.
     """
+    if not source.strip():
+        raise CheckpointError("hf: needs a repo id (org/name) or a folder after the colon")
     path = Path(source).expanduser()
     if path.is_dir():
         return path

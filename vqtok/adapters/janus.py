@@ -34,15 +34,15 @@ class JanusVQAdapter(HFAdapter):
     modality = "image"
 
     def _make_quantizer(self) -> ExternalCodes:
-        vq, cfg = self.model.quantize, self.model.config
+        cfg = self.model.config
+        return ExternalCodes(cfg.embed_dim, cfg.num_embeddings, (), self._latent_codes, self._latent_values)
 
-        def encode_fn(latents: Tensor, num_levels: int | None = None) -> Tensor:
-            return vq(latents.T[None, :, :, None])[2]
+    def _latent_codes(self, latents: Tensor, num_levels: int | None = None) -> Tensor:
+        return self.model.quantize(latents.T[None, :, :, None])[2]
 
-        def decode_fn(indices: Tensor) -> Tensor:
-            return F.normalize(vq.embedding(indices), p=2, dim=-1)
-
-        return ExternalCodes(cfg.embed_dim, cfg.num_embeddings, (), encode_fn, decode_fn)
+    def _latent_values(self, indices: Tensor) -> Tensor:
+        # The decoder's lookup (get_codebook_entry) l2-normalises the codes.
+        return F.normalize(self.model.quantize.embedding(indices), p=2, dim=-1)
 
     @property
     def grid(self) -> int:

@@ -30,15 +30,16 @@ class MimiAdapter(HFAdapter):
     modality = "audio"
 
     def _make_quantizer(self) -> ExternalCodes:
-        split, cfg = self.model.quantizer, self.model.config
+        cfg = self.model.config
+        return ExternalCodes(
+            cfg.hidden_size, cfg.codebook_size, (cfg.num_quantizers,), self._latent_codes, self._latent_values
+        )
 
-        def encode_fn(latents: Tensor, num_levels: int | None = None) -> Tensor:
-            return split.encode(latents.T[None], num_levels)[:, 0].T  # (L, 1, N) -> (N, L)
+    def _latent_codes(self, latents: Tensor, num_levels: int | None = None) -> Tensor:
+        return self.model.quantizer.encode(latents.T[None], num_levels)[:, 0].T  # (L, 1, N) -> (N, L)
 
-        def decode_fn(indices: Tensor) -> Tensor:
-            return split.decode(indices.T[None])[0].T
-
-        return ExternalCodes(cfg.hidden_size, cfg.codebook_size, (cfg.num_quantizers,), encode_fn, decode_fn)
+    def _latent_values(self, indices: Tensor) -> Tensor:
+        return self.model.quantizer.decode(indices.T[None])[0].T
 
     @property
     def min_levels(self) -> int:
