@@ -21,6 +21,8 @@ Paths:
   codes, and an index search only for the latents whose running best improved in this tile, which
   after the first few tiles is a small fraction of them. ``torch.min(dim)``/``argmin`` return
   indices too but are scalar loops, about ten times slower than ``amin``.
+* **Graph export** (``torch.export``, ONNX export, TorchScript tracing): one dense ``(N, K)`` GEMM and
+  ``argmin``, the only path without data-dependent branches (used by ``Tokenizer.export_onnx``).
 * **CUDA + Triton**: :mod:`vqtok.kernels._triton_nearest` fuses the distance GEMM (tensor cores)
   with the running argmin held in registers, then re-checks near ties in fp32 (see below).
 
@@ -146,7 +148,8 @@ def _in_graph_export() -> bool:
     The paths below branch on data (tile improvements, rescaling, finiteness checks), which a traced graph
     would freeze to the example's values; exported graphs take the dense path instead.
     """
-    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(exporting and exporting()) or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
 
 
 def _graph_nearest(latents: Tensor, codebook: Tensor, metric: str, k: int) -> tuple[Tensor, Tensor]:
