@@ -8,6 +8,8 @@ from _hf_references import REFERENCES
 
 pytest.importorskip("onnxruntime")
 
+from torch.onnx import OnnxExporterError  # noqa: E402
+
 from vqtok.adapters import from_hf_model  # noqa: E402
 from vqtok.tokenizers.onnx import DECODE_ATOL, check_onnx, example_signal  # noqa: E402
 
@@ -18,7 +20,7 @@ UNEXPORTABLE = {"mimi": "MimiModel's attention masks use aten::diff, which has n
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(reason=UNEXPORTABLE[n], raises=torch.onnx.errors.OnnxExporterError))
+        pytest.param(n, marks=pytest.mark.xfail(reason=UNEXPORTABLE[n], raises=OnnxExporterError, strict=True))
         if n in UNEXPORTABLE
         else n
         for n in sorted(REFERENCES)
