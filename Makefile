@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e ".[dev,data,bench]"
+	$(BIN)/pip install -q -e ".[dev,data,bench,interop]"
 	touch $(STAMP)
 
 venv: $(STAMP)
