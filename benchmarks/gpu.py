@@ -30,6 +30,7 @@ import argparse
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -38,11 +39,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gpu_parts import Context, free_memory, run_demo, run_search, run_train_step
-
-from vqtok._io import atomic_write_bytes, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # a bare GPU machine has the checkout, not an installed vqtok
+    sys.path.insert(0, str(ROOT))
+
+from gpu_parts import Context, free_memory, run_demo, run_search, run_train_step  # noqa: E402
+
+from vqtok._io import atomic_write_bytes, write_json  # noqa: E402
+
 PARTS = ("tests", "search", "train_step", "demo")
 # Shares of the budget. On an H200 the parts are expected to need about: tests 60-120 s (Triton JIT of many
 # specialisations), search 40-60 s, train_step 20-30 s, demo 60-100 s (inductor compiles twice). In smoke mode the
@@ -84,13 +89,20 @@ def run_tests(ctx: Context, out: dict) -> None:
         env["VQTOK_GPU_TESTS_ON_CPU"] = "1"  # dry-run the tests' logic on CPU (conftest.py)
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider", *files]
     out.update(command=" ".join(cmd[1:]), files=files)
+    # A session of its own, so that a timeout kills anything the tests started too (a hung NCCL rank, say),
+    # and nothing keeps the pipe open while the output is collected.
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(ctx.left(), 5))
-        text, out["returncode"] = proc.stdout + proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as err:
-        raw = err.stdout or b""
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        text, _ = proc.communicate(timeout=max(ctx.left(), 5))
+        out["returncode"] = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        text, _ = proc.communicate()
         out["timed_out"] = True
+        # -v prints a test's id before running it: the last line names the test that was running.
+        out["running_at_timeout"] = next((line for line in reversed(text.splitlines()) if "::" in line), None)
     outcomes: dict[str, str] = {}
     for line in text.splitlines():
         m = _OUTCOME.match(line.strip())
@@ -167,6 +179,8 @@ def markdown(result: dict) -> str:
     if "passed" in t:
         lines += ["", f"Tests: {t['passed']} passed, {t['failed']} failed, {t['error']} errors, {t['skipped']} skipped"]
         lines += [f"- FAILED {n}" for n in t.get("failed_tests", [])]
+        if t.get("timed_out"):
+            lines += [f"- timed out while running {t.get('running_at_timeout')}"]
     s = parts.get("search", {})
     if s.get("rows"):
         lines += [
