@@ -21,7 +21,7 @@ every row, and the parts share ``--budget-s`` (default 420 s) in proportion to t
 leaves unused goes to the next ones, and rows past a part's deadline are recorded as skipped.
 
     python benchmarks/gpu.py                           # on a GPU; benchmarks/results/gpu.json and gpu.md
-    python benchmarks/gpu.py --smoke --out /tmp/g.json # tiny sizes on CPU in < 60 s (Triton interpreted if installed)
+    python benchmarks/gpu.py --smoke                   # tiny sizes on CPU in < 60 s: results/gpu_smoke.json and .md
 """
 
 from __future__ import annotations
@@ -239,10 +239,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 60 s), for the test suite")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--budget-s", type=float, default=None, help="seconds for all parts (420; 50 with --smoke)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/gpu.json (gpu_smoke.json)")
     parser.add_argument("--markdown", type=Path, default=None, help="default: --out with the suffix .md")
     args = parser.parse_args()
     start = time.perf_counter()
+    # Smoke numbers must never be mistaken for (or overwrite) a GPU run's.
+    args.out = args.out or ROOT / "benchmarks" / "results" / ("gpu_smoke.json" if args.smoke else "gpu.json")
     budget = args.budget_s if args.budget_s is not None else (50.0 if args.smoke else 420.0)
     device = torch.device("cpu" if args.smoke else "cuda")
     if not args.smoke and not torch.cuda.is_available():
@@ -301,6 +303,7 @@ def main() -> None:
             out.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-4000:])
         out["seconds"] = time.perf_counter() - now
         out["budget_s"] = share
+        print(f"[gpu.py] {part}: {out['status']} in {out['seconds']:.0f} s (share {share:.0f} s)", flush=True)
         free_memory(device)
         save()
     result["targets"] = targets(result["parts"], args.smoke)
