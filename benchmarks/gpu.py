@@ -66,7 +66,8 @@ SIZES = {
     "smoke": {
         "search": {"n": 1024, "codebook_sizes": [128, 512], "dims": [8, 64], "dtypes": ["fp32", "bf16"],
                    "ref_rows": 256, "peak_n": 256},
-        "train_step": {"n": 4096, "codebook_sizes": [256, 1024], "dims": [8], "reps": 1},
+        # vqp_fit_bytes: a pretend memory limit, so that the smaller-N comparison rows run in smoke mode too.
+        "train_step": {"n": 4096, "codebook_sizes": [256, 1024], "dims": [8], "reps": 1, "vqp_fit_bytes": 2**25},
         "demo": {"batch_sizes": [8], "warmup_steps": 1, "steps": 2, "full_compile": False},
     },
 }  # fmt: skip

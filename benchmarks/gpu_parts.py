@@ -272,11 +272,13 @@ def _vqp_step(dim: int, k: int, latents: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def _fit_rows(device: torch.device, n: int, k: int) -> int:
-    """Largest power of two <= n whose four (n, K) fp32 matrices (vqp's search peak) take half the free memory."""
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 8 * GIB
+def _fit_rows(device: torch.device, n: int, k: int, limit: float | None) -> int:
+    """Largest power of two <= n whose four (n, K) fp32 matrices (vqp's search peak) fit in ``limit`` bytes
+    (default: half the free GPU memory)."""
+    if limit is None:
+        limit = torch.cuda.mem_get_info(device)[0] / 2 if device.type == "cuda" else 4 * GIB
     rows = 1 << int(math.log2(n))
-    while rows > 1 and 16 * rows * k > free / 2:
+    while rows > 1 and 16 * rows * k > limit:
         rows //= 2
     return rows
 
@@ -293,9 +295,7 @@ def run_train_step(ctx: Context, out: dict) -> None:
         out["vqp"] = vqp_missing
     n = s["n"]
     for dim, k in itertools.product(s["dims"], s["codebook_sizes"]):
-        torch.manual_seed(0)
-        latents = torch.randn(n, dim, device=dev)
-        small = _fit_rows(dev, n, k)
+        small = _fit_rows(dev, n, k, s.get("vqp_fit_bytes"))
         plan = [("vqtok", n), ("vqp", n)] + ([("vqtok", small), ("vqp", small)] if small < n else [])
         for impl, rows_n in plan:
             row: dict[str, Any] = {"impl": impl, "dim": dim, "codebook_size": k, "n": rows_n}
@@ -307,14 +307,14 @@ def run_train_step(ctx: Context, out: dict) -> None:
                 row["skipped"] = vqp_missing
                 continue
             make = _vqtok_step if impl == "vqtok" else _vqp_step
+            # Latents made per row, so that each row's peak holds its own inputs and nothing else.
+            torch.manual_seed(0)
             try:
-                row.update(_step_stats(make(dim, k, latents[:rows_n]), dev, s["reps"]))
+                row.update(_step_stats(make(dim, k, torch.randn(rows_n, dim, device=dev)), dev, s["reps"]))
             except Exception as err:  # noqa: BLE001 - OOM and friends are results here
                 row["error"] = error_text(err)
             free_memory(dev)
             ctx.save()
-        del latents
-        free_memory(dev)
 
 
 # --------------------------------------------------------------------------------------------- demo

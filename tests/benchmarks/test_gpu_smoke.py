@@ -81,8 +81,10 @@ def test_smoke_train_step_and_demo_values(smoke) -> None:
     parts = smoke[0]["parts"]
     rows = parts["train_step"]["rows"]
     ours = [r for r in rows if r["impl"] == "vqtok"]
-    assert ours and all(r["seconds"] > 0 and r["peak_extra_rss_gib"] >= 0 for r in ours), ours
+    # RSS-based on CPU: a few pages of noise either way.
+    assert ours and all(r["seconds"] > 0 and r["peak_extra_rss_gib"] > -0.01 for r in ours), ours
     assert all("error" not in r for r in rows), rows
+    assert any(r["n"] < smoke[0]["meta"]["sizes"]["train_step"]["n"] for r in ours), "no smaller-N comparison row"
     demo = parts["demo"]["rows"]
     assert {r["mode"] for r in demo} == {"eager", "compile_without_quantizer"}
     for row in demo:
