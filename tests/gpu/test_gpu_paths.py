@@ -115,6 +115,35 @@ def test_triton_ties_take_lowest_index(dtype: torch.dtype) -> None:
 
 
 @needs_triton
+def test_tf32_error_within_the_kernels_bound() -> None:
+    """The near-tie margin assumes tf32 operands rounded to nearest (unit roundoff 2^-11). Operands whose 13 low
+    mantissa bits are all set are where truncation (error 2^-10 per operand) would exceed it: the raw kernel's
+    approximate distances must stay within the margin ``triton_nearest`` uses."""
+    from vqtok.kernels import _triton_nearest as tn
+
+    n, dim = 128, 64
+    x = torch.full((n, dim), 1.0 + 2.0**-10 - 2.0**-23, device=DEVICE)
+    c = x.clone()  # 128 identical codes: one full code tile
+    cn = (c * c).sum(-1)
+    best, second = torch.empty(n, device=DEVICE), torch.empty(n, device=DEVICE)
+    index = torch.empty(n, dtype=torch.int32, device=DEVICE)
+    tn._nearest_kernel[(1,)](
+        x, c, cn, best, second, index, n, n, dim, x.stride(0), c.stride(0),
+        BLOCK_M=128, BLOCK_N=128, BLOCK_D=64, INPUT_PRECISION="tf32",
+    )  # fmt: skip
+    exact = cn.double() - 2 * (x.double() * c.double()).sum(-1)
+    # The margin of triton_nearest for fp32 inputs, as computed there.
+    u, acc_err = tn._UNIT_ROUNDOFF[torch.float32], dim * 2.0**-22
+    c_max = float(c.norm(dim=-1).max())
+    margin = (4 * u + acc_err) * x.norm(dim=-1).double() * c_max + acc_err * c_max * c_max
+    err = (best.double() - exact).abs()
+    assert bool((err <= margin).all()), (
+        f"tf32 distance error {float(err.max()):.4g} exceeds the kernel's bound {float(margin.min()):.4g}: the "
+        "tensor cores truncate tf32 operands here, so _UNIT_ROUNDOFF[torch.float32] must be 2^-10"
+    )
+
+
+@needs_triton
 @needs_cuda
 def test_auto_backend_uses_triton_on_cuda(monkeypatch) -> None:
     from vqtok.kernels import _triton_nearest
