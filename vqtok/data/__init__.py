@@ -6,12 +6,14 @@ from ._registry import register_dataset as register_dataset
 from .audio import AudioSegmentDataset as AudioSegmentDataset
 from .images import ImageTensorDataset as ImageTensorDataset
 from .images import read_idx as read_idx
+from .moving_fmnist import MovingFashionMNIST as MovingFashionMNIST
 from .sampler import StepBatchSampler as StepBatchSampler
 from .timeseries import TimeSeriesDataset as TimeSeriesDataset
 
 __all__ = [
     "AudioSegmentDataset",
     "ImageTensorDataset",
+    "MovingFashionMNIST",
     "StepBatchSampler",
     "TimeSeriesDataset",
     "create_dataset",
