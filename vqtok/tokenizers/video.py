@@ -117,8 +117,14 @@ class VideoConfig(TokenizerConfig):
             raise ValueError(f"frame_padding must be one of {_FRAME_PADDING}, got {self.frame_padding!r}")
         if self.recon_loss not in _RECON_LOSSES:
             raise ValueError(f"recon_loss must be one of {_RECON_LOSSES}, got {self.recon_loss!r}")
-        if self.frames and not valid_frame_count(self.frames, self.temporal_downsample):
-            raise ValueError(f"frames {self.frames} is not 1 + {self.temporal_downsample}*k")
+        if (
+            self.frames
+            and self.frame_padding == "error"
+            and not valid_frame_count(self.frames, self.temporal_downsample)
+        ):
+            raise ValueError(
+                f"frames {self.frames} is not 1 + {self.temporal_downsample}*k; set frame_padding='repeat_last'"
+            )
         h, w = self.image_size
         if (h or w) and (h % self.downsample or w % self.downsample):
             raise ValueError(f"image_size {self.image_size} is not divisible by downsample {self.downsample}")
