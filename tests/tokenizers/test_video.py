@@ -202,3 +202,23 @@ def test_3d_discriminator_through_the_trainer_path() -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
     assert adversary.discriminator(torch.rand(2, 1, 16, 16)).shape[:3] == (2, 1, 1)
     assert not any(k.startswith("disc") for k in model.state_dict())
+
+
+def test_trainer_trains_on_moving_fashion_mnist(tmp_path) -> None:
+    from vqtok.data import create_dataset
+    from vqtok.train import DataConfig, TrainConfig, Trainer
+
+    try:
+        create_dataset("fashion_mnist", "test")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST (apt dataset-fashion-mnist) not installed")
+    model = {"in_channels": 1, **COMPRESSIONS["4x8x8"], "frame_padding": "repeat_last", "gan_weight": 0.1,
+             "disc_channels": 4, "quantizer": "fsq", "quantizer_kwargs": {"levels": (5, 5, 5)}}  # fmt: skip
+    data = DataConfig(name="moving_fashion_mnist", kwargs={"num_clips": 8, "frames": 6, "size": 32})
+    cfg = TrainConfig(tokenizer="video", model=model, data=data, device="cpu", steps=2, batch_size=2, log_every=1,
+                      run_dir=str(tmp_path / "run"))  # fmt: skip
+    result = Trainer(cfg, progress=False).fit()
+    loaded = Tokenizer.from_pretrained(result.model_dir).eval()
+    clip = create_dataset("moving_fashion_mnist", "test", num_clips=1, frames=6, size=32)[0][None]
+    assert loaded.encode(clip).shape == (1, 3, 4, 4)
+    assert loaded(clip).recon.shape == clip.shape
