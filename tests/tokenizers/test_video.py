@@ -222,3 +222,25 @@ def test_trainer_trains_on_moving_fashion_mnist(tmp_path) -> None:
     clip = create_dataset("moving_fashion_mnist", "test", num_clips=1, frames=6, size=32)[0][None]
     assert loaded.encode(clip).shape == (1, 3, 4, 4)
     assert loaded(clip).recon.shape == clip.shape
+
+
+def test_multimodal_vocab_carries_frames_by_grid_with_size_tokens() -> None:
+    pytest.importorskip("tokenizers")
+    from vqtok.vocab import MediaSegment, MultimodalVocab, train_bpe
+
+    video = _tiny("4x4x4", "vq").eval()
+    vocab = MultimodalVocab(train_bpe(["a video of garments"] * 20, vocab_size=270), {"video": video}, max_grid_size=16)
+    clip = _clip(b=1, t=9)[0]
+    ids = vocab.encode(["watch:", clip, "done"])
+    indices = video.encode(clip[None])[0]
+    lay = vocab.layouts["video"]
+    segment = ids[(ids == lay.open_id).nonzero()[0, 0] : (ids == lay.close_id).nonzero()[0, 0] + 1]
+    # <video> <size:T'> <size:h> <size:w> body (frames x rows x columns, row-major) </video>
+    assert [vocab.id_to_token(int(i)) for i in segment[:4]] == ["<video>", "<size:3>", "<size:4>", "<size:4>"]
+    assert len(segment) == 1 + 3 + 3 * 4 * 4 + 1
+    assert torch.equal(segment[4:-1] - lay.offset, indices.reshape(-1))
+    parts = vocab.split(ids)
+    got = next(p for p in parts if isinstance(p, MediaSegment))
+    assert got.modality == "video" and torch.equal(got.indices, indices)
+    decoded = next(p for p in vocab.decode(ids) if isinstance(p, torch.Tensor))
+    torch.testing.assert_close(decoded, video.decode(indices[None])[0])
