@@ -83,9 +83,9 @@ class FrameNorm(nn.Module):
         """``(B, C, T, H, W) -> (B, C, T, H, W)``."""
         if isinstance(self.norm, nn.Identity):
             return x
-        b = x.shape[0]
+        t = x.shape[2]  # (b t) is split by t: an empty batch (b = 0) must not divide by zero
         y = self.norm(rearrange(x, "b c t h w -> (b t) c h w"))
-        return rearrange(y, "(b t) c h w -> b c t h w", b=b)
+        return rearrange(y, "(b t) c h w -> b c t h w", t=t)
 
 
 class ResBlock3d(nn.Module):
@@ -153,6 +153,6 @@ class CausalUpsample3d(nn.Module):
         """``(B, C_in, T, H, W) -> (B, C_out, T', 2H, 2W)``."""
         if self.temporal:
             x = x.repeat_interleave(2, dim=2)[:, :, 1:]
-        b = x.shape[0]
+        t = x.shape[2]
         x = F.interpolate(rearrange(x, "b c t h w -> (b t) c h w"), scale_factor=2.0, mode="nearest")
-        return self.conv(rearrange(x, "(b t) c h w -> b c t h w", b=b))
+        return self.conv(rearrange(x, "(b t) c h w -> b c t h w", t=t))

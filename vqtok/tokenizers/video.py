@@ -277,7 +277,7 @@ class VideoTokenizer(Tokenizer):
             raise ValueError(f"{name} expects a tensor, got {type(signal).__name__}{hint}")
         if signal.dtype == torch.uint8:
             raise ValueError(
-                f"{name} expects float frames in [0, 1], got uint8; convert with "
+                f"{name} expects floating point frames in [0, 1], got uint8; convert with "
                 "vqtok.tokenizers.video.video_to_float (x / 255)"
             )
         super().check_signal(signal)
