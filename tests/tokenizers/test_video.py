@@ -180,6 +180,10 @@ def test_repeat_last_padding_trims_and_keeps_the_past() -> None:
     assert torch.equal(idx, model.encode(pad_frames(x, 4)))
     assert torch.equal(idx[:, :2], model.encode(x[:, :, :5]))
     assert model.decode(idx).shape[2] == 9
+    # A model built for 7-frame clips decodes their 3 latent frames to 7 frames.
+    sized = _tiny(frame_padding="repeat_last", frames=7).eval()
+    assert sized.decode(sized.encode(x)).shape == x.shape
+    torch.testing.assert_close(sized.decode(sized.encode(x)), sized(x).recon)
 
 
 # ------------------------------------------------------------------------------------ checkpoints and GAN

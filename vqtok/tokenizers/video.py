@@ -58,7 +58,8 @@ class VideoConfig(TokenizerConfig):
 
     Attributes:
         in_channels: Frame channels C.
-        frames: Clip length T the model is built for; only used for token counts (0: any valid length).
+        frames: Clip length T the model is built for (0: any): used for token counts and, with ``repeat_last``
+            padding, to cut decoded clips back to T frames.
         image_size: ``(H, W)``; only used for token counts (``(0, 0)``: any size divisible by ``downsample``).
         temporal_downsample: Temporal factor ``ft`` (power of two); ``1 + ft*k`` frames -> ``1 + k`` latent frames.
         downsample: Spatial factor f (power of two), patch stem included; ``ft x f x f`` is e.g. 4x8x8 or 4x4x4.
@@ -319,6 +320,10 @@ class VideoTokenizer(Tokenizer):
         """Indices ``(B, T', h, w, *index_shape)`` -> clips ``(B, C, 1 + ft*(T'-1), H, W)``; image indices
         ``(B, h, w, *index_shape)`` -> images ``(B, C, H, W)``.
 
+        With ``frame_padding="repeat_last"`` and ``frames`` set, the ``T'`` latent frames of a ``frames``-long clip
+        decode to exactly ``frames`` frames (the padding is dropped), so a model built for 16-frame clips returns
+        16 frames.
+
         Raises:
             ValueError: When the grid is neither rank.
         """
@@ -328,7 +333,11 @@ class VideoTokenizer(Tokenizer):
                 f"expected indices (B, T', h, w{', ...' if self.index_shape else ''}) or (B, h, w, ...) with index "
                 f"shape {self.index_shape}, got {tuple(indices.shape)}"
             )
-        return super().decode(indices)
+        recon = super().decode(indices)
+        t = self.config.frames
+        if grid == 4 and t and self.config.frame_padding == "repeat_last" and indices.shape[1] == self.latent_frames(t):
+            recon = recon[:, :, :t]  # a model built for T frames returns T frames (drops the repeat_last padding)
+        return recon
 
     def forward(self, signal: Tensor, mask: Tensor | None = None) -> TokenizerOutput:
         """As :meth:`Tokenizer.forward`; a ``repeat_last``-padded clip's reconstruction is trimmed to ``T`` frames."""
