@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..kernels import nearest
-from ._kmeans import kmeans
+from ..kernels.kmeans import kmeans
 from .base import VectorCodec
 
 __all__ = ["PQ"]

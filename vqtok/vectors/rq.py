@@ -22,8 +22,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..kernels.beam import decode_sum
+from ..kernels.kmeans import progressive_kmeans
 from ._beam import beam_encode, beam_step
-from ._kmeans import progressive_kmeans
 from .base import VectorCodec
 
 __all__ = ["RQ", "least_squares_codebooks"]
