@@ -291,3 +291,80 @@ def test_load_names_bad_files(fitted: dict, tmp_path) -> None:
         load(tmp_path / "cut.safetensors")
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.safetensors")
+
+
+def test_load_rejects_metadata_that_disagrees_with_the_tensors(fitted: dict, tmp_path) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from vqtok._io import CheckpointError
+
+    path = tmp_path / "pq.safetensors"
+    idx = fitted["pq"].encode(torch.randn(20, DIM))
+    save(path, fitted["pq"], idx)
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["vqtok"])
+    tensors = load_file(str(path))
+
+    def edited(**change) -> CheckpointError:
+        out = tmp_path / "edited.safetensors"
+        save_file(tensors, str(out), metadata={"vqtok": json.dumps({**meta, **change})})
+        with pytest.raises(CheckpointError) as info:
+            load(out, device="cpu")
+        assert str(out) in str(info.value)
+        return info.value
+
+    assert "needs" in str(edited(**{"class": "RQ", "config": {}}))
+    assert "needs" in str(edited(dim=2 * DIM))
+    assert "unknown codec class" in str(edited(**{"class": "Nope"}))
+    assert "format_version" in str(edited(format_version=None))
+    assert "format_version" in str(edited(format_version=99))
+    assert "not a vqtok.vectors file" in str(edited(format="other"))
+    assert "integer" in str(edited(dim="32"))
+    bad_shape = {**tensors, "codebooks": tensors["codebooks"][:, :10].contiguous()}
+    save_file(bad_shape, str(tmp_path / "shape.safetensors"), metadata={"vqtok": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="codebooks"):
+        load(tmp_path / "shape.safetensors", device="cpu")
+    # One flipped bit in a codebook is caught by the checksum, and only skipped on request.
+    flipped = {**tensors, "codebooks": tensors["codebooks"].clone()}
+    flipped["codebooks"].view(-1)[7] *= -1
+    save_file(flipped, str(tmp_path / "flip.safetensors"), metadata={"vqtok": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="checksum mismatch in tensor 'codebooks'"):
+        load(tmp_path / "flip.safetensors", device="cpu")
+    load(tmp_path / "flip.safetensors", device="cpu", verify=False)
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load(tmp_path / "empty.safetensors")
+    # Files of the first format (no checksums) still load.
+    legacy = {k: v for k, v in meta.items() if k not in ("format_version", "sha256", "vqtok_version")}
+    legacy["format"] = "vqtok.vectors/1"
+    save_file(tensors, str(tmp_path / "v1.safetensors"), metadata={"vqtok": json.dumps(legacy)})
+    codec, loaded = load(tmp_path / "v1.safetensors", device="cpu")
+    assert torch.equal(loaded, idx.cpu())
+
+
+def test_fit_edge_cases_fail_clearly_or_succeed() -> None:
+    same = torch.ones(300, DIM)
+    for codec in (PQ(DIM, 4, 6, device="cpu", progress=False), LSQ(DIM, 2, 6, device="cpu", progress=False)):
+        codec.fit(same)  # identical vectors: a valid (degenerate) fit, no linear-algebra error
+        assert torch.allclose(codec.decode(codec.encode(same[:5])), same[:5], atol=1e-4)
+    with pytest.raises(ValueError, match="overflow float32"):
+        PQ(DIM, 4, 6, device="cpu", progress=False).fit(torch.randn(300, DIM) * 1e30)
+
+
+def test_adc_index_stores_packed_codes_only_and_handles_edge_queries(fitted: dict) -> None:
+    for name in ("pq", "rq"):
+        codec = fitted[name]
+        index = ADCIndex(codec)
+        with pytest.raises(ValueError, match="empty"):
+            index.search(torch.randn(2, DIM))
+        index.add(torch.randn(50, DIM))
+        d, i = index.search(torch.zeros(0, DIM), k=5)
+        assert d.shape == i.shape == (0, 5)
+        held = [t for t in vars(index).values() if isinstance(t, torch.Tensor)]
+        stored = sum(t.numel() * t.element_size() for t in held)
+        assert stored == 50 * index.bytes_per_vector, (name, stored)
+        with pytest.raises(ValueError, match="k must"):
+            index.search(torch.randn(2, DIM), k=0)

@@ -70,7 +70,9 @@ def least_squares_codebooks(
     d = x.shape[1]
     if lam is None:
         lam = torch.full((m,), ridge * float(n * m) / (m * k), dtype=torch.float64, device=x.device)
-    lam = lam.to(device=x.device, dtype=torch.float64)
+    # A zero ridge (LSQ's adaptive one on data it fits exactly, e.g. identical vectors) leaves unused codes with
+    # all-zero rows in the normal equations; a floor far below any ridge in use keeps the system solvable.
+    lam = lam.to(device=x.device, dtype=torch.float64).clamp_min(1e-9 * float(n * m) / (m * k))
     xd = x.double()
     if m * k > _JOINT_MAX:
         return _block_codebooks(xd, indices, k, lam, init, block_passes)
