@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vqtok.kernels import local_search
 from vqtok.kernels.beam import decode_sum, icm_refine
 from vqtok.vectors import LSQ, OPQ, PQ, RQ, ADCIndex, adc_search, code_size, load, pack_indices, save, unpack_indices
 from vqtok.vectors import rq as rq_module
-from vqtok.vectors._beam import beam_encode
 from vqtok.vectors.rq import least_squares_codebooks
 
 DIM = 32
@@ -198,19 +196,6 @@ def test_beam_aware_training_beats_greedy_rq(data: tuple[torch.Tensor, torch.Ten
     assert beam < beam_trained_greedy_encoded
 
 
-def test_beam_encode_is_exact_with_a_full_beam() -> None:
-    """With two codebooks and beam width K every one of the K^2 pairs is ranked, so the result is optimal."""
-    g = torch.Generator().manual_seed(0)
-    x, books = torch.randn(300, 8, generator=g), torch.randn(2, 16, 8, generator=g)
-    err, idx = beam_encode(x, books, beam_width=16, batch_size=64)
-    pairs = (books[0][:, None] + books[1][None]).reshape(-1, 8)  # (K*K, D), pair (i, j) at i*K + j
-    best = torch.cdist(x, pairs).square().min(1)
-    torch.testing.assert_close(err, best.values, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(err, (x - books[0][idx[:, 0]] - books[1][idx[:, 1]]).square().sum(1))
-    greedy_err, _ = beam_encode(x, books, beam_width=1)
-    assert bool((err <= greedy_err + 1e-5).all()) and float(greedy_err.mean()) > float(err.mean())
-
-
 def test_icm_never_increases_error() -> None:
     g = torch.Generator().manual_seed(1)
     x, books = torch.randn(400, 8, generator=g), torch.randn(3, 16, 8, generator=g)
@@ -253,18 +238,6 @@ def test_block_updates_match_the_joint_solve_for_large_codebooks(monkeypatch) ->
     assert objective(many) - objective(joint) < 1e-4 * objective(joint)
     # Shifting a constant between two codebooks barely moves the objective, so compare reconstructions.
     torch.testing.assert_close(decode_sum(many, idx), decode_sum(joint, idx), rtol=1e-3, atol=1e-3)
-
-
-def test_lookup_table_beam_matches_the_residual_beam(monkeypatch) -> None:
-    g = torch.Generator().manual_seed(6)
-    x = torch.randn(700, 24, generator=g)
-    books = torch.randn(4, 32, 24, generator=g) * torch.tensor([1.0, 0.6, 0.4, 0.25])[:, None, None]
-    lut_err, lut_idx = beam_encode(x, books, 6)
-    monkeypatch.setattr(local_search, "_PAIR_TABLE_BYTES", 0)  # no table: residuals carried and scored
-    res_err, res_idx = beam_encode(x, books, 6)
-    # Same search in different float arithmetic: only near-ties may flip.
-    assert float((lut_idx == res_idx).all(1).float().mean()) > 0.99
-    torch.testing.assert_close(lut_err.mean(), res_err.mean(), rtol=1e-4, atol=0)
 
 
 def test_load_names_bad_files(fitted: dict, tmp_path) -> None:

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..kernels.beam import decode_sum
+from ..kernels.beam import beam_search, beam_step, decode_sum
 from ..kernels.kmeans import progressive_kmeans
-from ._beam import beam_encode, beam_step
 from .base import VectorCodec
 
 __all__ = ["RQ", "least_squares_codebooks"]
@@ -172,7 +171,7 @@ class RQ(VectorCodec):
     def _refine(self, x: Tensor, iters: int, desc: str) -> None:
         """Alternates beam-search encoding and the joint least-squares codebook update."""
         for _ in tqdm(range(iters), desc=desc, disable=not self.progress):
-            _, idx = beam_encode(x, self.codebooks, self.encode_beam_width)
+            _, idx = beam_search(x, self.codebooks, self.encode_beam_width, scoring="dense")
             books = least_squares_codebooks(x, idx, self.codebook_size, init=self.codebooks)
             # Keep the update only if it lowers the training error (it can't with exact arithmetic, but
             # a near-singular solve could).
@@ -180,7 +179,7 @@ class RQ(VectorCodec):
                 self.codebooks = books
 
     def _encode(self, x: Tensor) -> Tensor:
-        return beam_encode(x, self.codebooks, self.encode_beam_width)[1]
+        return beam_search(x, self.codebooks, self.encode_beam_width, scoring="dense")[1]
 
     def _decode(self, indices: Tensor) -> Tensor:
         return decode_sum(self.codebooks, indices)
