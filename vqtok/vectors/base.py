@@ -184,6 +184,22 @@ class VectorCodec(ABC):
         self._require_fitted()
         return self._lut(self._check(queries))
 
+    @torch.no_grad()
+    def inner_product_tables(self, queries: Tensor | np.ndarray) -> Tensor:
+        """Inner-product tables: ``<q, decode(i)> = sum_m table[:, m, i_m]``.
+
+        Args:
+            queries: ``(Q, D)``.
+
+        Returns:
+            ``(Q, M, K)`` float32.
+        """
+        self._require_fitted()
+        return self._ip_lut(self._check(queries))
+
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no inner-product tables")
+
     # ----------------------------------------------------------------- state (for io and index)
     def state_dict(self) -> dict[str, Tensor]:
         """The fitted tensors by name (an unfitted codec returns zero tensors of the fitted shapes)."""

@@ -123,6 +123,9 @@ class OPQ(PQ):
         # Rotations preserve L2, so ADC runs in the rotated space.
         return super()._lut(queries @ self.rotation)
 
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        return super()._ip_lut(queries @ self.rotation)
+
     def _tensors(self) -> dict[str, Tensor]:
         return {"codebooks": self.codebooks, "rotation": self.rotation}
 

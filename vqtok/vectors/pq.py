@@ -83,6 +83,9 @@ class PQ(VectorCodec):
         lut = (qs * qs).sum(-1, keepdim=True) - 2 * dots + (self.codebooks**2).sum(-1)[None]
         return lut, torch.zeros(queries.shape[0], device=queries.device)
 
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        return torch.einsum("qmd,mkd->qmk", self._split(queries), self.codebooks)
+
     def _tensors(self) -> dict[str, Tensor]:
         return {"codebooks": self.codebooks}
 

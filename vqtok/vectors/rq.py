@@ -189,6 +189,9 @@ class RQ(VectorCodec):
         lut = -2 * torch.einsum("qd,mkd->qmk", queries, self.codebooks)
         return lut, (queries * queries).sum(-1)
 
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        return torch.einsum("qd,mkd->qmk", queries, self.codebooks)
+
     def _tensors(self) -> dict[str, Tensor]:
         return {"codebooks": self.codebooks}
 

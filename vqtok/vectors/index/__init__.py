@@ -1,0 +1,14 @@
+"""Vector indexes: IVF + PQ/OPQ/RQ/LSQ codes + re-ranking, one-file storage, faiss interchange.
+
+Example:
+    >>> from vqtok.vectors.index import index_factory, save_index, load_index
+    >>> index = index_factory(384, "OPQ16,IVF1024,PQ16", nprobe=16).train(train)
+    >>> index.add(database)
+    >>> distances, ids = index.search(queries, k=10)
+    >>> save_index("db.vqindex", index)
+"""
+
+from .base import Index as Index
+from .factory import index_factory as index_factory
+
+__all__ = ["Index", "index_factory"]
