@@ -10,5 +10,7 @@ Example:
 
 from .base import Index as Index
 from .factory import index_factory as index_factory
+from .io import load_index as load_index
+from .io import save_index as save_index
 
-__all__ = ["Index", "index_factory"]
+__all__ = ["Index", "index_factory", "load_index", "save_index"]
