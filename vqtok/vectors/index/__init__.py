@@ -10,7 +10,9 @@ Example:
 
 from .base import Index as Index
 from .factory import index_factory as index_factory
+from .faiss_bridge import from_faiss as from_faiss
+from .faiss_bridge import to_faiss as to_faiss
 from .io import load_index as load_index
 from .io import save_index as save_index
 
-__all__ = ["Index", "index_factory", "load_index", "save_index"]
+__all__ = ["Index", "from_faiss", "index_factory", "load_index", "save_index", "to_faiss"]
