@@ -232,6 +232,21 @@ class Index:
         ids = torch.where(rows >= 0, self.lists.ids[rows.clamp_min(0)] if self.ntotal else rows, rows)
         return (d if self.metric == "l2" else -d), ids
 
+    def residual_tables(self) -> Tensor:
+        """``(L, M, K)`` per-list L2 tables ``2 <c_l, C_m[k]> + ||C_m[k]||^2`` (PQ) or ``2 <c_l, C_m[k]>`` (additive).
+
+        With them, ``||q - c_l - r_hat||^2 = ||q - c_l||^2 + sum_m (T[l, m, i_m] - 2 <q, C_m[i_m]>)`` (+ the stored
+        norm for additive codecs). Cached until the coarse centroids or the codec change.
+        """
+        key = (id(self.coarse), id(self.codec), self.codec.state_dict()["codebooks"].data_ptr())
+        if getattr(self, "_tables_key", None) != key:
+            lut0, _ = self.codec.lookup_tables(torch.zeros(1, self.dim))  # ||C||^2 per code for PQ, 0 for additive
+            tables = lut0.cpu() if not self.codec.additive else torch.zeros_like(lut0.cpu())
+            if self.coarse is not None:
+                tables = tables + 2 * self.codec.inner_product_tables(self.coarse).cpu()
+            self._tables, self._tables_key = tables, key
+        return self._tables
+
     # ------------------------------------------------------------------ helpers
     def _require_trained(self) -> None:
         if not self.is_trained:

@@ -3,8 +3,10 @@
 Everything is expressed as a distance where smaller is better: squared L2, or the negated inner product for the
 ``"ip"`` and ``"cosine"`` metrics (the index negates back before returning). For a probed list with centroid ``c``:
 
-* L2: ``||q - c - r_hat||^2 = qterm(q - c) + sum_m lut(q - c)[m, i_m] + ||r_hat||^2`` (the last term, for additive
-  codecs only, is the stored float32 norm), one set of lookup tables per (query, list) pair;
+* L2: ``||q - c - r_hat||^2 = ||q - c||^2 + sum_m (-2 <q, C_m[i_m]> + T_c[m, i_m]) (+ ||r_hat||^2)``, where
+  ``||q - c||^2`` comes with the probe, ``<q, C>`` is one inner-product table per query shared by all its lists, and
+  ``T_c = 2 <c, C> + ||C||^2 (PQ)`` is one table per list computed once (faiss's "precomputed tables"); additive
+  codecs add the stored float32 norm ``||r_hat||^2`` instead of ``||C||^2``;
 * inner product: ``-<q, c> - sum_m iplut(q)[m, i_m]``, one table per query shared by all its lists.
 
 Lists are visited one at a time with all the queries that probe them, so every operation is a batched gather.
@@ -21,8 +23,8 @@ from .refine import exact_scores
 
 __all__ = ["probe", "rerank", "scan_lists"]
 
-# Query rows whose (P, M, K) tables are built at once.
-_QUERY_BATCH = 64
+# Queries scanned together (their (M, K) tables are built at once).
+_QUERY_BATCH = 256
 
 
 def probe(queries: Tensor, coarse: Tensor | None, nprobe: int, metric: str) -> tuple[Tensor, Tensor]:
@@ -34,16 +36,13 @@ def probe(queries: Tensor, coarse: Tensor | None, nprobe: int, metric: str) -> t
     return d.view(-1, p), lists.view(-1, p)
 
 
-def _tables(index, q: Tensor, coarse_d: Tensor, lists: Tensor) -> tuple[Tensor, Tensor]:
-    """``(lut (Q, P, M, K), qterm (Q, P))`` in distance form."""
-    qn, p = lists.shape
-    codec = index.codec
-    if index.metric == "l2":
-        resid = q[:, None, :] if index.coarse is None else q[:, None, :] - index.coarse[lists]
-        lut, qterm = codec.lookup_tables(resid.reshape(qn * p, -1))
-        return lut.cpu().view(qn, p, *lut.shape[1:]), qterm.cpu().view(qn, p)
-    lut = -codec.inner_product_tables(q).cpu()
-    return lut[:, None].expand(qn, p, *lut.shape[1:]), coarse_d  # nearest's "ip" distance is -<q, c>
+def _tables(index, q: Tensor, coarse_d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(per-query tables (Q, M, K), per-list tables (L, M, K), qterm (Q, P))`` in distance form."""
+    ip = index.codec.inner_product_tables(q).cpu()
+    if index.metric != "l2":
+        return -ip, torch.zeros(1, 1, 1), coarse_d  # nearest's "ip" distance is -<q, c>
+    qterm = coarse_d if index.coarse is not None else q.square().sum(-1, keepdim=True)  # ||q - c||^2
+    return -2 * ip, index.residual_tables(), qterm
 
 
 @torch.no_grad()
@@ -56,7 +55,7 @@ def scan_lists(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Ten
         coarse_d, lists = probe(q, index.coarse, nprobe, index.metric)
         qn, p = lists.shape
         if index.codec is not None:
-            lut, qterm = _tables(index, q, coarse_d, lists)
+            per_query, per_list, qterm = _tables(index, q, coarse_d)
         buf_d = torch.full((qn, p, k), float("inf"))
         buf_r = torch.full((qn, p, k), -1, dtype=torch.long)
         for lst in torch.unique(lists).tolist():
@@ -71,7 +70,7 @@ def scan_lists(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Ten
                     d = 2 * d + q[qi].square().sum(-1)[:, None] + x.square().sum(-1)[None]
             else:
                 idx = unpack_chunk(index.codec, store.payloads["codes"][s:e]).cpu()  # (n, M)
-                sel = lut[qi, slot]  # (qn, M, K)
+                sel = per_query[qi] + (per_list[lst] if per_list.shape[0] > 1 else per_list[0])  # (qn, M, K)
                 d = sel.gather(2, idx.T[None].expand(len(qi), *idx.T.shape)).sum(1) + qterm[qi, slot][:, None]
                 if "norms" in store.payloads:
                     d += store.payloads["norms"][s:e][None]
