@@ -67,6 +67,8 @@ def main() -> None:
         for lib in ("faiss", "vqtok"):
             if lib == "faiss":
                 index = faiss.index_factory(dim, desc)
+                if "Refine" in desc:
+                    faiss.downcast_index(index).k_factor = 4  # vqtok's default (faiss's is 1)
                 _, build = timed(lambda: (index.train(train), index.add(db)))  # noqa: B023
                 bpv = index.sa_code_size() + 8
                 ivf = faiss.extract_index_ivf(index) if "IVF" in desc else None
