@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from ._args import positive_int
 
 __all__ = ["add_parser", "run", "evaluate_to_report"]
 
@@ -15,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="registered data set, e.g. fashion_mnist")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("-o", "--out", default=None, help="output folder (default: reports/<data>-<split>)")
-    p.add_argument("--max-examples", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--max-examples", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
@@ -31,10 +32,11 @@ def evaluate_to_report(
     device: str = "cpu",
 ) -> tuple[dict[str, float], Path]:
     """Evaluates and writes ``out/metrics.json`` and ``out/report/index.html``; returns metrics and the page."""
+    from .._io import write_json
     from ..data import create_dataset
     from ..metrics.report import write_report
+    from ..modalities import find_modality
     from ..tokenizers import Tokenizer
-    from ..tokenizers._pretrained import atomic_open
     from ..train import evaluate
 
     model = Tokenizer.from_pretrained(model_dir, map_location=device)
@@ -42,18 +44,21 @@ def evaluate_to_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"data": data, "split": split, "model": str(model_dir), **result.metrics}
-    with atomic_open(out / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
-    page = write_report(
-        out / "report",
-        result.metrics,
-        result.originals,
-        result.recons,
-        result.counts,
-        title=f"{model.architecture} + {model.config.quantizer} on {data}/{split}",
-        modality=model.modality,
-        sample_rate=getattr(model.config, "sample_rate", None),
-    )
+    write_json(out / "metrics.json", metrics)
+    title = f"{model.architecture} + {model.config.quantizer} on {data}/{split}"
+    descriptor = find_modality(model.modality)
+    if descriptor is None:
+        page = write_report(out / "report", result.metrics, result.counts, title)
+    else:
+        page = descriptor.write_report(
+            out / "report",
+            result.metrics,
+            result.originals,
+            result.recons,
+            result.counts,
+            title,
+            sample_rate=getattr(model.config, "sample_rate", None),
+        )
     return result.metrics, page
 
 

@@ -106,7 +106,11 @@ class Tokenizer(nn.Module, ABC):
     def check_signal(self, signal: Tensor) -> None:
         """Raises ``ValueError`` when ``signal`` has the wrong layout; subclasses extend."""
         if not isinstance(signal, Tensor) or not signal.is_floating_point():
-            raise ValueError(f"{type(self).__name__} expects a floating point tensor")
+            got = signal.dtype if isinstance(signal, Tensor) else type(signal).__name__
+            raise ValueError(
+                f"{type(self).__name__} expects a floating point tensor, got {got} (scale raw values first, "
+                "e.g. uint8 images / 255)"
+            )
 
     def build_discriminator(self) -> nn.Module | None:
         """A discriminator for adversarial training, or ``None`` (default) when the config has none."""
@@ -139,6 +143,7 @@ class Tokenizer(nn.Module, ABC):
             A :class:`TokenizerOutput`.
         """
         self.check_signal(signal)
+        signal = self._cast_signal(signal)
         latents = self._encode_latents(signal)
         qout = self.quantizer(latents, mask=mask)
         recon = self._decode_latents(qout.quantized)
@@ -153,10 +158,19 @@ class Tokenizer(nn.Module, ABC):
     def encode(self, signal: Tensor, **options: Any) -> Tensor:
         """Maps a signal to int64 indices ``(B, ..., *index_shape)`` without changing any state.
 
-        ``options`` go to the quantizer's ``encode`` (e.g. ``num_levels`` for residual VQ).
+        dtype rule (the quantizers' rule): any floating point signal (fp16, bf16, fp32, fp64) is cast to the
+        model's parameter dtype before the encoder runs; integer, bool and complex tensors are rejected with
+        ``ValueError`` (scale raw pixels or samples first, e.g. ``uint8 / 255``; the file readers of
+        :mod:`vqtok.modalities` do this by each modality's stated rule). ``options`` go to the quantizer's
+        ``encode`` (e.g. ``num_levels`` for residual VQ).
         """
         self.check_signal(signal)
-        return self.quantizer.encode(self._encode_latents(signal), **options)
+        return self.quantizer.encode(self._encode_latents(self._cast_signal(signal)), **options)
+
+    def _cast_signal(self, signal: Tensor) -> Tensor:
+        """Casts a floating point ``signal`` to the parameters' dtype (the conv layers need one dtype)."""
+        param = next(self.parameters(), None)
+        return signal.to(param.dtype) if param is not None and signal.dtype != param.dtype else signal
 
     def decode(self, indices: Tensor) -> Tensor:
         """Maps indices ``(B, ..., *index_shape)`` back to a signal; equals eval-mode ``forward(x).recon``."""
