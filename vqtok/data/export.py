@@ -261,14 +261,14 @@ def export_tokens(
     if max_shards is not None:
         todo = todo[:max_shards]
     total = sum(min(shard_size, num_items - s * shard_size) for s in todo)
-    bar = tqdm(total=total, unit="item", desc=f"export {split}", disable=not progress or rank != 0)
-    for s in todo:
-        items = range(s * shard_size, min(num_items, (s + 1) * shard_size))
-        record = _write_shard(out, s, num_shards, split, source, items, encode, batch_size, row_group_size, bar)
-        result.written.append(s)
-        result.items += record["num_rows"]
-        result.tokens += record["num_tokens"]
-    bar.close()
+    # Closed on errors too, so that the error message is the last line a user sees.
+    with tqdm(total=total, unit="item", desc=f"export {split}", disable=not progress or rank != 0) as bar:
+        for s in todo:
+            items = range(s * shard_size, min(num_items, (s + 1) * shard_size))
+            record = _write_shard(out, s, num_shards, split, source, items, encode, batch_size, row_group_size, bar)
+            result.written.append(s)
+            result.items += record["num_rows"]
+            result.tokens += record["num_tokens"]
     _barrier(world_size)
 
     records = [_read_json(progress_dir / f"{s:05d}.json") for s in range(num_shards)]

@@ -95,7 +95,7 @@ def scale_integers_and_check_floats(
                 f"{source}: float values span [{lo:g}, {hi:g}], outside the accepted range "
                 f"[{float_range[0]:g}, {float_range[1]:g}] (rescale them, or store integers such as uint8)"
             )
-    out = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    out = torch.from_numpy(np.array(x, dtype=np.float32))  # a copy: the input may be a read-only memory map
     if out.numel() and not torch.isfinite(out).all():
         raise ValueError(f"{source}: values beyond the float32 range (about 3.4e38)")
     return out

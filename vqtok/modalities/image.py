@@ -90,7 +90,8 @@ def read_image(data: bytes, source: str, options: ReadOptions) -> Tensor:
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
         # Pillow names the BytesIO object, not the file; say which file it was.
-        raise ValueError(f"{source}: not a readable image ({type(err).__name__}: {err})") from err
+        why = "unknown or corrupt image format" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise ValueError(f"{source}: not a readable image ({why})") from err
     mode = img.mode
     alpha = False
     if mode.startswith("I;16") or (mode == "I" and img.format == "PNG"):

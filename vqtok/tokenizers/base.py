@@ -68,7 +68,8 @@ class Tokenizer(nn.Module, ABC):
     config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
     #: Registry name of the family, set by ``@register_tokenizer``.
     architecture: ClassVar[str] = ""
-    #: Signal kind (``"image"``, ``"audio"``, ...): selects the evaluation metrics.
+    #: Name of the registered modality descriptor (:mod:`vqtok.modalities`: ``"image"``, ``"audio"`` ...), which
+    #: gives the file readers, evaluation metrics and report panels.
     modality: ClassVar[str] = ""
 
     def __init__(self, config: TokenizerConfig) -> None:
