@@ -112,6 +112,8 @@ class Tokenizer(nn.Module, ABC):
                 f"{type(self).__name__} expects a floating point tensor, got {got} (scale raw values first, "
                 "e.g. uint8 images / 255)"
             )
+        if signal.ndim > 2 and 0 in signal.shape[2:]:
+            raise ValueError(f"{type(self).__name__}: signal of shape {tuple(signal.shape)} has an empty axis")
 
     def build_discriminator(self) -> nn.Module | None:
         """A discriminator for adversarial training, or ``None`` (default) when the config has none."""
@@ -174,12 +176,25 @@ class Tokenizer(nn.Module, ABC):
         return signal.to(param.dtype) if param is not None and signal.dtype != param.dtype else signal
 
     def decode(self, indices: Tensor) -> Tensor:
-        """Maps indices ``(B, ..., *index_shape)`` back to a signal; equals eval-mode ``forward(x).recon``."""
+        """Maps indices ``(B, ..., *index_shape)`` back to a signal; equals eval-mode ``forward(x).recon``.
+
+        Raises:
+            ValueError: On non-integer or out-of-range indices, or a grid the decoder cannot take.
+        """
+        from einops import EinopsError
+
         quantized = self.quantizer.decode(indices)
         param = next(self.parameters(), None)
         if param is not None:
             quantized = quantized.to(param.dtype)
-        return self._decode_latents(quantized)
+        try:
+            return self._decode_latents(quantized)
+        except EinopsError as err:
+            # A wrong number of grid axes fails inside a rearrange; say what was passed instead.
+            raise ValueError(
+                f"{type(self).__name__} cannot decode indices of shape {tuple(indices.shape)}: wrong number of "
+                f"token-grid axes for this model (index_shape {tuple(self.quantizer.index_shape)})"
+            ) from err
 
     # -------------------------------------------------------------------------------- checkpoints
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
