@@ -6,6 +6,7 @@ states its rule in one line of its module.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,8 +30,26 @@ def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> np.ndarray:
         raise ValueError(f"{str(path)!r} is a folder, not a .npy file")
     if not path.is_file():
         raise FileNotFoundError(f"input {str(path)!r} not found")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ValueError(f"{str(path)!r}: the file is empty (0 bytes)")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except Exception as err:  # noqa: BLE001 - numpy's header parser raises SyntaxError, TokenError, ... on junk
+        raise ValueError(f"{str(path)!r} is not a .npy file ({type(err).__name__}: {err})") from err
+    if dtype.hasobject:
+        raise ValueError(f"{str(path)!r} holds Python objects (pickles are never loaded); save a numeric array")
+    # Check the header's promise before numpy allocates it: a corrupt shape must not become a huge allocation.
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > size - offset:
+        raise ValueError(
+            f"{str(path)!r} is truncated or corrupt: its header promises {expected} bytes of {dtype} {shape}, "
+            f"the file holds {size - offset}"
+        )
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -84,7 +103,7 @@ def scale_integers_and_check_floats(
                 "convert it, e.g. to float32 in the documented range"
             )
         offset, scale = integer_scales[name]
-        return torch.from_numpy((np.asarray(arr, dtype=np.float64) - offset) / scale).float()
+        return torch.from_numpy(np.asarray((np.asarray(arr, dtype=np.float64) - offset) / scale)).float()
     x = np.asarray(arr, dtype=np.float64) if arr.dtype.itemsize > 4 else np.asarray(arr)
     if x.size and not np.isfinite(x).all():
         raise ValueError(f"{source}: the array holds NaN or infinite values")

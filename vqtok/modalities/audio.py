@@ -70,7 +70,8 @@ def read_wav(file: str | os.PathLike[str] | bytes, source: str | None = None) ->
         with wave.open(io.BytesIO(data)) as w:
             rate, channels, width, frames = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
             raw = w.readframes(frames)
-    except (wave.Error, EOFError, OSError, ValueError, ArithmeticError) as err:
+    except (wave.Error, EOFError, OSError, ValueError, ArithmeticError, RuntimeError) as err:
+        # wave raises a bare RuntimeError when a chunk size points past the end of the file.
         raise ValueError(f"{source}: not a readable PCM .wav file ({type(err).__name__}: {err})") from err
     if channels < 1 or rate < 1 or width not in (1, 2, 3, 4):
         raise ValueError(f"{source}: unsupported .wav layout ({channels} channel(s), {rate} Hz, {8 * width}-bit)")
@@ -170,6 +171,7 @@ AUDIO = register_modality(
         example_ndim=2,
         readers=_READERS,
         from_array=audio_from_array,
+        value_range=(-1.0, 1.0),
         metrics=audio_metrics,
         # 16-bit PCM.
         raw_bits_per_value=16.0,

@@ -57,6 +57,8 @@ class Modality:
         from_array: ``(array, source) -> float32 tensor``: the modality's stated rule for raw numbers
             (which dtypes are accepted and how they are scaled); raises ``ValueError``/``TypeError``
             naming ``source``.
+        value_range: Closed range every value read by :attr:`readers` or :attr:`from_array` lies in (``None``:
+            any finite float32).
         metrics: ``(recon, target) -> {name: (B,) tensor}`` fidelity metrics, or ``None``.
         raw_bits_per_value: Bits of one raw value (8 for uint8 pixels), for the compression ratio.
         report: ``(directory, originals, recons, context) -> [Panel]``: writes the modality's report files.
@@ -69,6 +71,7 @@ class Modality:
     example_ndim: int
     readers: Mapping[str, Reader]
     from_array: Callable[[np.ndarray, str], Tensor]
+    value_range: tuple[float, float] | None = None
     metrics: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None
     raw_bits_per_value: float | None = None
     report: Callable[[Path, Tensor, Tensor, Mapping[str, Any]], list[Panel]] | None = None

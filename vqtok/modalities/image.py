@@ -133,6 +133,7 @@ IMAGE = register_modality(
         example_ndim=3,
         readers=dict.fromkeys(SUFFIXES, read_image),
         from_array=image_from_array,
+        value_range=(0.0, 1.0),
         metrics=image_metrics,
         raw_bits_per_value=8.0,
         report=_report,
