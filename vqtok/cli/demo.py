@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import create_dataset
     from ..metrics.report import format_metrics_table
-    from ..train import Trainer, load_config
+    from ..train import Trainer
+    from ._args import load_config
     from .evaluate import evaluate_to_report
 
     if args.threads:

@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import Trainer, load_config
+    from ..train import Trainer
+    from ._args import load_config
 
     cfg = load_config(args.config, args.overrides)
     result = Trainer(cfg, resume=args.resume, force=args.force, progress=not args.no_progress).fit(args.until_step)
