@@ -112,8 +112,6 @@ class Tokenizer(nn.Module, ABC):
                 f"{type(self).__name__} expects a floating point tensor, got {got} (scale raw values first, "
                 "e.g. uint8 images / 255)"
             )
-        if signal.ndim > 2 and 0 in signal.shape[2:]:
-            raise ValueError(f"{type(self).__name__}: signal of shape {tuple(signal.shape)} has an empty axis")
 
     def build_discriminator(self) -> nn.Module | None:
         """A discriminator for adversarial training, or ``None`` (default) when the config has none."""
@@ -171,7 +169,12 @@ class Tokenizer(nn.Module, ABC):
         return self.quantizer.encode(self._encode_latents(self._cast_signal(signal)), **options)
 
     def _cast_signal(self, signal: Tensor) -> Tensor:
-        """Casts a floating point ``signal`` to the parameters' dtype (the conv layers need one dtype)."""
+        """Casts a floating point ``signal`` to the parameters' dtype (the conv layers need one dtype).
+
+        Runs after :meth:`check_signal`, so a family's own layout message comes first.
+        """
+        if signal.ndim > 2 and 0 in signal.shape[2:]:
+            raise ValueError(f"{type(self).__name__}: signal of shape {tuple(signal.shape)} has an empty axis")
         param = next(self.parameters(), None)
         return signal.to(param.dtype) if param is not None and signal.dtype != param.dtype else signal
 
