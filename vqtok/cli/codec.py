@@ -78,14 +78,13 @@ def load_signals(path: str | Path, modality: str = "image", channels: int | None
     """
     from ..modalities import ReadOptions, batch_from_array, get_modality, load_npy
 
-    descriptor = get_modality(modality)
     path = Path(path)
     if path.is_dir():
-        example = f"{path}/*{(*descriptor.suffixes, '.npy')[0]}"
         raise ValueError(
-            f"input {str(path)!r} is a folder; pass its files (e.g. {example}) or tokenize a whole folder with "
+            f"input {str(path)!r} is a folder; pass its files (e.g. {path}/*) or tokenize a whole folder with "
             "`vqtok export`"
         )
+    descriptor = get_modality(modality)
     if path.suffix.lower() == ".npy":
         return batch_from_array(descriptor, load_npy(path), repr(str(path)), channels)
     return descriptor.read_file(path, ReadOptions(channels=channels, **options))[None]

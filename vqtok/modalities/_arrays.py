@@ -97,10 +97,10 @@ def scale_integers_and_check_floats(
     if arr.dtype.kind in "biu":
         name = arr.dtype.name
         if name not in integer_scales:
-            accepted = ", ".join(integer_scales) or "none"
+            floats = f"floats in [{float_range[0]:g}, {float_range[1]:g}]" if float_range else "floats"
+            accepted = ", ".join([*integer_scales, floats])
             raise TypeError(
-                f"{source}: integer dtype {name} has no defined scale here (accepted integer dtypes: {accepted}); "
-                "convert it, e.g. to float32 in the documented range"
+                f"{source}: integer dtype {name} has no defined scale here; convert it to one of: {accepted}"
             )
         offset, scale = integer_scales[name]
         return torch.from_numpy(np.asarray((np.asarray(arr, dtype=np.float64) - offset) / scale)).float()
