@@ -65,14 +65,16 @@ def clean_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     if not path.parent.is_dir():
         return removed
     prefix = _tmp_prefix(path)
-    for entry in path.parent.iterdir():
-        if entry.name.startswith(prefix):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-            removed.append(entry)
+    # scandir, not iterdir: this runs before every write, in folders that may hold thousands of shards.
+    with os.scandir(path.parent) as entries:
+        stale = [Path(e.path) for e in entries if e.name.startswith(prefix)]
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
     return removed
 
 
@@ -239,7 +241,11 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     leaves the old folder under its temporary name, which :func:`clean_stale_temporaries` does not remove until the
     next successful write. On an exception the temporary folder is removed and ``path`` is untouched.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    if path == cwd or path in cwd.parents:
+        # Swapping the working directory away would leave this process inside the deleted old folder.
+        raise ValueError(f"cannot replace folder {str(path)!r} atomically: it is the working directory or holds it")
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"cannot write folder {str(path)!r}: a file of that name exists")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vqtok.data.sources import ArraySource, FolderSource, ParquetSource, open_source
+from vqtok.modalities import get_modality
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -71,4 +72,8 @@ def test_array_source_rules(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"e\.npy.*non-empty"):
         ArraySource(tmp_path / "e.npy")
     np.save(tmp_path / "g.npy", np.zeros((3, 4, 4), np.uint8))  # grey images without a channel axis
-    assert ArraySource(tmp_path / "g.npy").load(0).shape == (1, 4, 4)
+    assert ArraySource(tmp_path / "g.npy", modality="image").load(0).shape == (1, 4, 4)
+    np.save(tmp_path / "f.npy", np.full((2, 3, 4), -5.0))  # read by the exporter's tokenizer, not as images
+    unbound = ArraySource(tmp_path / "f.npy")
+    unbound.bind_modality(get_modality("timeseries"))
+    assert torch.equal(unbound.load(0), torch.full((3, 4), -5.0))

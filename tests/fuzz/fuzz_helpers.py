@@ -40,6 +40,9 @@ def hostile_tensors(draw, shape: tuple[int, ...], extremes: bool = False) -> tor
     if dtype == torch.bool:
         return x > 0
     if not dtype.is_floating_point:
+        if dtype == torch.int64 and draw(st.booleans()):
+            # Small non-negative integers: valid node ids for graph tokenizers, raw pixels for image ones.
+            return torch.randint(0, 40, shape, generator=g)
         info = torch.iinfo(dtype)
         return x.nan_to_num(0, 0, 0).clamp(info.min, info.max).to(dtype)
     return x.to(dtype)

@@ -85,6 +85,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         quantizer="vq",
         quantizer_kwargs={"dim": 8, "codebook_size": 16},
     ).save_pretrained(root / "audio_model")
+    from vqtok.testing.graphs import karate
+    from vqtok.tokenizers import FASTTokenizer, NodePieceTokenizer
+
+    chunks = (0.3 * torch.randn(100, 2, 8, generator=torch.Generator().manual_seed(0))).cumsum(-1)
+    FASTTokenizer(2, 8, scale=8.0, vocab_size=300).fit(chunks).save_pretrained(root / "fast_model")
+    types = torch.tensor([i % 2 for i in range(78)])
+    NodePieceTokenizer.fit(
+        karate(), 34, types, num_anchors=6, anchors_per_node=3, relations_per_node=2
+    ).save_pretrained(root / "graph_model")
     (root / "corrupt_model").mkdir()
     (root / "corrupt_model" / "config.json").write_text('{"architecture": "image2d", "config": {')
     (root / "empty_dir").mkdir()
@@ -114,6 +123,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "struct.npy": np.zeros(3, dtype=[("a", "f4")]),
         "empty.npy": np.zeros((0, 8, 8), np.uint8),
         "audio.npy": (rng.random((2, 1, 64)) - 0.5).astype(np.float32),
+        "chunks.npy": chunks[:5].numpy(),
+        "nodes.npy": np.array([0, 5, 33, 12]),
+        "bad_nodes.npy": np.array([0, 99, -1]),
         "idx.npy": rng.integers(0, 32, (2, 4, 4)),
         "idx_float.npy": rng.random((2, 4, 4)),
         "idx_empty.npy": np.zeros((0, 7, 7), np.int64),
@@ -165,12 +177,13 @@ def _options(data: st.DataObject, flags: dict[str, list[str]]) -> list[str]:
     return argv
 
 
-MODELS = ["image_model", "image_model", "audio_model", "corrupt_model", "empty_dir", "missing_model", "good.png"]
+MODELS = ["image_model", "image_model", "audio_model", "fast_model", "graph_model", "corrupt_model", "empty_dir"]
+MODELS += ["missing_model", "good.png"]
 SIGNALS = [
     *["good.png", "big.png", "odd.png", "png16.png", "rgb.png", "truncated.png", "zero.png", "garbage.png"],
     *["good.wav", "rate.wav", "zero.wav", "truncated.wav", "u8.npy", "unit.npy", "f255.npy", "i64.npy"],
     *["complex.npy", "strings.npy", "struct.npy", "empty.npy", "audio.npy", "zero.npy", "junk.npy", "images"],
-    *["missing.png", "file"],
+    *["missing.png", "file", "chunks.npy", "nodes.npy", "bad_nodes.npy"],
 ]
 INDICES = [
     *["idx.npy", "idx.parquet", "idx_float.npy", "idx_empty.npy", "idx_shape.npy", "noshape.parquet"],
@@ -201,6 +214,7 @@ def _eval(data: st.DataObject, files: dict[str, Path], work: Path) -> list[str]:
 def _export(data: st.DataObject, files: dict[str, Path], work: Path) -> list[str]:
     sources = ["images", "u8.npy", "unit.npy", "f255.npy", "complex.npy", "empty.npy", "media.parquet"]
     sources += ["corrupt.parquet", "idx.parquet", "empty_dir", "file", "synthetic", "missing_dir", "good.wav"]
+    sources += ["chunks.npy", "nodes.npy"]
     out = data.draw(st.sampled_from([str(work / "export"), str(files["file"]), str(files["empty_dir"])]))
     argv = ["export", _pick(data, files, sources, "source"), "-o", out, "--no-progress"]
     argv += ["--model", _pick(data, files, MODELS, "model")]

@@ -44,7 +44,7 @@ def test_trains_and_writes_run_dir(tmp_path) -> None:
     result = Trainer(cfg, progress=False).fit()
     assert result.step == 40 and result.model_dir == tmp_path / "run" / "model"
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "model"]
+    assert names == ["checkpoint.json", "checkpoint.pt", "config.yaml", "metrics.jsonl", "model"]
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20, 30, 40]
     assert log[-1]["recon_l2"] < 0.5 * log[0]["recon_l2"], log

@@ -4,13 +4,16 @@ Inputs of ``encode`` are ``.npy`` arrays or files of the model's modality (image
 ``.wav`` for audio ...; see :mod:`vqtok.modalities`). An array holds one example or a batch ``(N, C, ...)``
 (:func:`~vqtok.modalities.batch_from_array`); its values follow the modality's stated dtype rule (images:
 uint8 / 255, uint16 / 65535, floats must lie in [0, 1]; audio: int16 / 32768, floats in [-1, 1]; ...).
-Every input must give the same index shape. Outputs:
+Fitted tokenizers read ``.npy`` batches the same way (``fast``: action chunks ``(N, C, H)`` of the time-series
+modality; ``nodepiece``: int64 node ids ``(N, ...)`` of the graph modality). Every input must give the same
+index shape, except that variable-length indices (``fast``) are right-padded with the tokenizer's ``pad_index``
+(-1), which ``decode`` strips. Outputs:
 
 * ``.npy``: int64 indices ``(N, ...)`` of all inputs, concatenated;
 * ``.parquet``: one row per example with ``source``, ``item``, ``shape`` and flat ``indices``.
 
-``decode`` reads either format (integer indices only) and writes float32 reconstructions ``(N, C, ...)`` to
-``.npy``.
+``decode`` reads either format (integer indices only) and writes float32 reconstructions ``(N, C, ...)`` (integer
+ones, such as node ids, as int64) to ``.npy``.
 """
 
 from __future__ import annotations
@@ -179,9 +182,22 @@ def read_indices(path: str | Path) -> Tensor:
 
 
 def _load_model(directory: str, device: str):  # type: ignore[no-untyped-def]
-    from ..tokenizers import Tokenizer
+    from ..tokenizers import BaseTokenizer
 
-    return Tokenizer.from_pretrained(directory, map_location=device).eval()
+    return BaseTokenizer.from_pretrained(directory, map_location=device).eval()
+
+
+def _as_output(signal: Tensor) -> Tensor:
+    # Float signals are written as float32; integer ones (graph node ids) keep their dtype.
+    return signal.float() if signal.is_floating_point() else signal
+
+
+def _cat(chunks: list[Tensor], pad_index: int | None) -> Tensor:
+    """Concatenates index batches; variable-length ones are right-padded to one length with ``pad_index``."""
+    if pad_index is None or len({c.shape[1:] for c in chunks}) <= 1:
+        return torch.cat(chunks)
+    width = max(c.shape[1] for c in chunks)
+    return torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=pad_index) for c in chunks])
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -203,14 +219,14 @@ def run_encode(args: argparse.Namespace) -> int:
                 raise ValueError(f"{name!r}: {err}") from err
             if first is None:
                 first = (name, tuple(indices.shape[1:]))
-            elif tuple(indices.shape[1:]) != first[1]:
+            elif tuple(indices.shape[1:]) != first[1] and model.pad_index is None:
                 raise ValueError(
                     f"{name!r} gives indices of shape {tuple(indices.shape[1:])}, {first[0]!r} gave {first[1]}: "
                     "inputs of different sizes cannot share one output; encode them separately"
                 )
             chunks.append(indices)
         sources += [(str(name), i) for i in range(x.shape[0])]
-    indices = torch.cat(chunks)
+    indices = _cat(chunks, model.pad_index)
     write_indices(out, indices, sources)
     print(f"encoded {indices.shape[0]} example(s) -> {out} (indices shape {tuple(indices.shape)})")
     return 0
@@ -218,7 +234,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def _decode_batch(model, indices: Tensor, source: str, device: str) -> Tensor:  # type: ignore[no-untyped-def]
     try:
-        return model.decode(indices.to(device)).float().cpu()
+        return _as_output(model.decode(indices.to(device)).cpu())
     except (ValueError, RuntimeError) as err:
         # Shape mismatches surface from einops or a conv as RuntimeError; name the file and the shape instead.
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -241,7 +257,7 @@ def run_decode(args: argparse.Namespace) -> int:
                 for s in range(0, indices.shape[0], args.batch_size)
             ]
         )
-    if not torch.isfinite(recon).all():
+    if recon.is_floating_point() and not torch.isfinite(recon).all():
         raise ValueError(f"{args.input!r}: the model decoded non-finite values; the checkpoint may be corrupt")
     with atomic_open(out, "wb") as f:
         np.save(f, recon.numpy())

@@ -52,10 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from .._dist import setup_distributed, teardown_distributed
     from ..data.export import export_tokens, open_source
     from ..modalities import get_modality
-    from ..tokenizers import Tokenizer
-    from ..train.distributed import setup_distributed, teardown_distributed
+    from ..tokenizers import BaseTokenizer
     from ..vocab import MultimodalVocab
 
     if args.threads:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             tok = model.tokenizers[name]
         else:
-            model = tok = Tokenizer.from_pretrained(args.model, map_location=device)
+            model = tok = BaseTokenizer.from_pretrained(args.model, map_location=device)
         descriptor = get_modality(tok.modality)
         options = descriptor.read_options(tok.config)
         source = open_source(

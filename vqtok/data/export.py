@@ -43,8 +43,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..tokenizers import Tokenizer
-from ..tokenizers._pretrained import atomic_open
+from .. import _dist
+from .._io import CheckpointError, atomic_write_bytes, read_json, sha256_bytes, sha256_file, write_json
+from ..modalities import find_modality
+from ..tokenizers import BaseTokenizer
 from .sources import ArraySource, DatasetSource, ExportSource, FolderSource, ParquetSource, open_source
 
 if TYPE_CHECKING:
@@ -107,20 +109,11 @@ class ExportResult:
     manifest: dict[str, Any] | None = None
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _model_digest(model: Tokenizer | MultimodalVocab) -> str:
+def _model_digest(model: BaseTokenizer | MultimodalVocab) -> str:
     """Hash of the weights and config, so that resuming with another model is refused."""
     h = hashlib.sha256()
-    tokenizers = model.tokenizers if not isinstance(model, Tokenizer) else {"": model}
-    if not isinstance(model, Tokenizer):
+    tokenizers = model.tokenizers if not isinstance(model, BaseTokenizer) else {"": model}
+    if not isinstance(model, BaseTokenizer):
         h.update(json.dumps(model.config(), sort_keys=True).encode())
         h.update(model.text.to_str().encode())
     for name, tok in tokenizers.items():
@@ -132,39 +125,17 @@ def _model_digest(model: Tokenizer | MultimodalVocab) -> str:
     return h.hexdigest()
 
 
-def _dist_rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    import torch.distributed as dist
-
-    # Ranks given by hand (tests, external schedulers) have no process group to wait on.
-    if world > 1 and dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_open(path, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A progress record, or None when it is missing or damaged (the shard is then simply redone)."""
     try:
-        payload = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return read_json(path, "export record")
+    except CheckpointError:
         return None
-    return payload if isinstance(payload, dict) else None
 
 
 def export_tokens(
     source: ExportSource,
-    model: Tokenizer | MultimodalVocab,
+    model: BaseTokenizer | MultimodalVocab,
     out_dir: str | os.PathLike[str],
     modality: str | None = None,
     split: str = "train",
@@ -213,14 +184,17 @@ def export_tokens(
     if shard_size < 1 or batch_size < 1 or row_group_size < 1:
         raise ValueError("shard_size, batch_size and row_group_size must be >= 1")
     if rank is None or world_size is None:
-        rank, world_size = _dist_rank_world()
+        rank, world_size = _dist.rank(), _dist.world_size()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {str(out)!r} exists and is not a folder; exports are written into a folder")
     encode, model_desc = _make_encoder(model, modality, torch.device(device))
+    # Arrays given without a modality are read by the rule of the tokenizer that takes them.
+    tok = model if isinstance(model, BaseTokenizer) else model.tokenizers[model_desc["modality"]]
+    source.bind_modality(find_modality(tok.modality))
     num_items = len(source)
     num_shards = max(1, math.ceil(num_items / shard_size))
-    keys_digest = hashlib.sha256("\n".join(source.key(i) for i in range(num_items)).encode()).hexdigest()
+    keys_digest = sha256_bytes("\n".join(source.key(i) for i in range(num_items)).encode())
     fingerprint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -236,7 +210,7 @@ def export_tokens(
         "device_type": torch.device(device).type,
     }
     progress_dir = out / PROGRESS_DIR
-    previous = _read_json(progress_dir / "fingerprint.json")
+    previous = _read_record(progress_dir / "fingerprint.json")
     stale = previous is not None and previous != fingerprint
     if stale and not force:
         raise ValueError(
@@ -251,8 +225,9 @@ def export_tokens(
         progress_dir.mkdir(parents=True, exist_ok=True)
         (out / "data").mkdir(parents=True, exist_ok=True)
         if previous is None or stale or force:
-            _write_json(progress_dir / "fingerprint.json", fingerprint)
-    _barrier(world_size)
+            write_json(progress_dir / "fingerprint.json", fingerprint)
+    if world_size > 1:  # ranks given by hand (tests, external schedulers) may have no group to wait on
+        _dist.barrier()
 
     result = ExportResult(out_dir=out, num_shards=num_shards)
     mine = [s for s in range(num_shards) if s % world_size == rank]
@@ -269,9 +244,10 @@ def export_tokens(
             result.written.append(s)
             result.items += record["num_rows"]
             result.tokens += record["num_tokens"]
-    _barrier(world_size)
+    if world_size > 1:
+        _dist.barrier()
 
-    records = [_read_json(progress_dir / f"{s:05d}.json") for s in range(num_shards)]
+    records = [_read_record(progress_dir / f"{s:05d}.json") for s in range(num_shards)]
     if all(r is not None for r in records):
         manifest = {
             "format": FORMAT,
@@ -284,9 +260,10 @@ def export_tokens(
             "shards": records,
         }
         if rank == 0:
-            _write_json(out / MANIFEST_NAME, manifest)
+            write_json(out / MANIFEST_NAME, manifest)
         result.complete, result.manifest = True, manifest
-    _barrier(world_size)
+    if world_size > 1:
+        _dist.barrier()
     result.seconds = time.perf_counter() - start_time
     logger.info(
         "rank %d: wrote %d shard(s), skipped %d, %d items, %d tokens in %.1f s",
@@ -305,7 +282,7 @@ def _shard_name(split: str, s: int, num_shards: int) -> str:
 
 
 def _shard_done(out: Path, s: int) -> bool:
-    record = _read_json(out / PROGRESS_DIR / f"{s:05d}.json")
+    record = _read_record(out / PROGRESS_DIR / f"{s:05d}.json")
     if record is None:
         return False
     path = out / record.get("file", "")
@@ -316,17 +293,17 @@ Encoder = Callable[[Tensor], tuple[list[np.ndarray], list[tuple[int, ...]]]]
 
 
 def _make_encoder(
-    model: Tokenizer | MultimodalVocab, modality: str | None, device: torch.device
+    model: BaseTokenizer | MultimodalVocab, modality: str | None, device: torch.device
 ) -> tuple[Encoder, dict[str, Any]]:
     """``encode(batch (B, ...)) -> (ids per item, index shape per item)`` and the model's description."""
-    if isinstance(model, Tokenizer):
+    if isinstance(model, BaseTokenizer):
         tok = model.eval().to(device)
         desc = {"kind": "tokenizer", "architecture": tok.architecture, "sha256": _model_digest(tok)}
 
         def encode(batch: Tensor) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
-            indices = tok.encode(batch.to(device)).cpu()
-            flat = indices.reshape(indices.shape[0], -1).numpy().astype(np.int32)
-            return list(flat), [tuple(indices.shape[1:])] * indices.shape[0]
+            # unbatch drops the padding of variable-length tokenizers (FAST), so each row keeps its own length.
+            rows = tok.unbatch(tok.encode(batch.to(device)).cpu())
+            return [r.reshape(-1).numpy().astype(np.int32) for r in rows], [tuple(r.shape) for r in rows]
 
         return encode, desc
 
@@ -341,9 +318,9 @@ def _make_encoder(
     desc = {"kind": "vocab", "modality": modality, "sha256": _model_digest(vocab)}
 
     def encode_vocab(batch: Tensor) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
-        indices = tok.encode(batch.to(device)).cpu()
-        ids = [vocab.encode_indices(modality, indices[b]).numpy().astype(np.int32) for b in range(indices.shape[0])]
-        return ids, [tuple(indices.shape[1:])] * indices.shape[0]
+        rows = tok.unbatch(tok.encode(batch.to(device)).cpu())
+        ids = [vocab.encode_indices(modality, r).numpy().astype(np.int32) for r in rows]
+        return ids, [tuple(r.shape) for r in rows]
 
     return encode_vocab, desc
 
@@ -399,17 +376,16 @@ def _write_shard(
     pq.write_table(table, buf, row_group_size=row_group_size, **PARQUET_OPTIONS)
     data = buf.getvalue()
     name = _shard_name(split, s, num_shards)
-    with atomic_open(out / name, "wb") as f:
-        f.write(data)
+    atomic_write_bytes(out / name, data)
     # The record comes after the rename: a record always describes a file that is fully in place.
     record = {
         "shard": s,
         "file": name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_bytes(data),
         "bytes": len(data),
         "num_rows": len(items),
         "num_tokens": int(lengths.sum()),
         "first_key": source.key(items[0]) if len(items) else None,
     }
-    _write_json(out / PROGRESS_DIR / f"{s:05d}.json", record)
+    write_json(out / PROGRESS_DIR / f"{s:05d}.json", record)
     return record

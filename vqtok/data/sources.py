@@ -53,6 +53,10 @@ class ExportSource:
         """Several examples; sources with a batched fetch override this."""
         return [self.load(i) for i in indices]
 
+    def bind_modality(self, modality: Modality | None) -> None:
+        """Called by the exporter with the modality of the tokenizer that will take the items; sources made
+        without an explicit modality read their values by its rule. The default does nothing."""
+
 
 class DatasetSource(ExportSource):
     """A built-in data set from :func:`vqtok.data.create_dataset`; keys are ``name/split/index``.
@@ -89,20 +93,21 @@ class ArraySource(ExportSource):
 
     Args:
         path: The ``.npy`` file; read memory-mapped.
-        modality: Modality of the rows (default images: uint8 / 255, uint16 / 65535, floats in [0, 1]).
+        modality: Modality of the rows. ``None``: the modality of the tokenizer :func:`export_tokens` runs
+            (images when the source is read on its own: uint8 / 255, uint16 / 65535, floats in [0, 1]).
 
     Raises:
         ValueError, TypeError: On an unreadable, empty or non-numeric array, or one with too few dimensions.
     """
 
-    def __init__(self, path: str | os.PathLike[str], modality: str | Modality = "image") -> None:
+    def __init__(self, path: str | os.PathLike[str], modality: str | Modality | None = None) -> None:
         self.path = Path(path)
-        self.modality = _descriptor(modality)
+        self.modality = _descriptor(modality) if modality is not None else None
         self.array = real_array(load_npy(self.path, mmap=True), repr(str(self.path)))
-        if self.array.ndim < self.modality.example_ndim or self.array.shape[0] == 0:
+        ndim = self.modality.example_ndim if self.modality is not None else 0
+        if self.array.ndim < max(1, ndim) or self.array.shape[0] == 0:
             raise ValueError(
-                f"{str(self.path)!r}: expected a non-empty array (N, ...) of {self.modality.name} examples, got "
-                f"shape {self.array.shape}"
+                f"{str(self.path)!r}: expected a non-empty array (N, ...) of examples, got {self.array.shape}"
             )
         self.description = {"kind": "npy", "name": self.path.name, "shape": list(self.array.shape)}
 
@@ -112,8 +117,13 @@ class ArraySource(ExportSource):
     def key(self, index: int) -> str:
         return f"{self.path.name}:{index}"
 
+    def bind_modality(self, modality: Modality | None) -> None:
+        if self.modality is None:
+            self.modality = modality
+
     def load(self, index: int) -> Tensor:
-        return _example(self.modality, np.array(self.array[index]), f"{str(self.path)!r} row {index}")
+        modality = self.modality or get_modality("image")
+        return _example(modality, np.array(self.array[index]), f"{str(self.path)!r} row {index}")
 
 
 class FolderSource(ExportSource):
@@ -240,9 +250,12 @@ def open_source(
     channels: int | None = 3,
     sample_rate: int | None = None,
     column: str = "signal",
-    modality: str | Modality = "image",
+    modality: str | Modality | None = None,
 ) -> ExportSource:
     """A source from a command-line spec: a folder, a ``.npy``/``.parquet`` file, or a built-in data set name.
+
+    ``modality`` chooses the readers (folders and Parquet files default to images; arrays to the tokenizer's
+    modality at export time).
 
     Raises:
         ValueError: When ``spec`` is none of these.
@@ -250,12 +263,13 @@ def open_source(
     from ._registry import list_datasets
 
     path = Path(spec)
+    files = modality if modality is not None else "image"
     if path.is_dir():
-        return FolderSource(path, channels=channels, sample_rate=sample_rate, modality=modality)
+        return FolderSource(path, channels=channels, sample_rate=sample_rate, modality=files)
     if path.is_file() and path.suffix == ".npy":
         return ArraySource(path, modality=modality)
     if path.is_file() and path.suffix == ".parquet":
-        return ParquetSource(path, column=column, channels=channels, sample_rate=sample_rate, modality=modality)
+        return ParquetSource(path, column=column, channels=channels, sample_rate=sample_rate, modality=files)
     if spec in list_datasets():
         return DatasetSource(spec, split)
     what = "a file of another kind" if path.is_file() else "not found"

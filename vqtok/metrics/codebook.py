@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
+
+from .._dist import all_reduce_sum_
 
 __all__ = ["CodebookUsage", "code_counts", "perplexity", "usage", "bits_per_token"]
 
@@ -82,13 +83,7 @@ class CodebookUsage:
         self.counts.zero_()
 
     def _global_counts(self) -> Tensor:
-        if dist.is_available() and dist.is_initialized():
-            backend = dist.get_backend()
-            device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-            counts = self.counts.to(device)
-            dist.all_reduce(counts)
-            return counts.cpu()
-        return self.counts
+        return all_reduce_sum_(self.counts.clone())
 
     def compute(self) -> dict[str, float]:
         """Global statistics of the window: usage, perplexity, dead codes, entropy bits."""

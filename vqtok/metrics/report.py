@@ -6,7 +6,6 @@ modality-free. Uses matplotlib's non-interactive Agg backend."""
 from __future__ import annotations
 
 import html
-import json
 import os
 import wave
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .._io import atomic_open
+from .._io import atomic_open, write_json
 
 __all__ = [
     "Panel",
@@ -185,8 +184,7 @@ def write_report(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_open(directory / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(directory / "metrics.json", metrics)
     panels = list(panels)
     if counts is not None and counts.numel():
         name = save_codebook_histogram(counts, directory / "codebook_usage.png").name

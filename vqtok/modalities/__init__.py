@@ -1,7 +1,7 @@
 """Modality descriptors: file readers, value rules, fidelity metrics and report panels per kind of signal.
 
 ``get_modality(tokenizer.modality)`` gives the :class:`Modality` of a tokenizer; ``register_modality`` adds
-one. Importing this package registers ``image``, ``audio`` and ``timeseries``.
+one. Importing this package registers ``image``, ``audio``, ``timeseries`` and ``graph``.
 """
 
 from ._arrays import load_npy as load_npy
@@ -19,12 +19,14 @@ from .base import batch_from_array as batch_from_array
 # Importing each module registers its descriptor.
 from .audio import AUDIO as AUDIO
 from .audio import read_wav as read_wav
+from .graph import GRAPH as GRAPH
 from .image import IMAGE as IMAGE
 from .image import read_image as read_image
 from .timeseries import TIMESERIES as TIMESERIES
 
 __all__ = [
     "AUDIO",
+    "GRAPH",
     "IMAGE",
     "Modality",
     "Panel",

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..metrics.report import Panel
@@ -54,7 +53,8 @@ class Modality:
         example_ndim: Dimensions of one example without the batch, channels first (``(C, H, W)``: 3).
         readers: Lower-case file suffix -> reader. ``.npy`` is not listed: every modality reads arrays
             through :meth:`from_array`.
-        from_array: ``(array, source) -> float32 tensor``: the modality's stated rule for raw numbers
+        from_array: ``(array, source) -> tensor`` (float32 signals; int64 graph node ids): the modality's stated
+            rule for raw numbers
             (which dtypes are accepted and how they are scaled); raises ``ValueError``/``TypeError``
             naming ``source``.
         value_range: Closed range every value read by :attr:`readers` or :attr:`from_array` lies in (``None``:
@@ -155,12 +155,12 @@ class Modality:
 
 
 def batch_from_array(modality: Modality, arr: np.ndarray, source: str, channels: int | None) -> Tensor:
-    """A float batch ``(N, C, ...)`` from an array that holds one example or many, by one rule for every modality.
+    """A batch ``(N, C, ...)`` from an array that holds one example or many, by one rule for every modality.
 
     With ``n = modality.example_ndim`` (channels first): an ``n + 1``-D array is a batch; an ``n``-D array is
     one example when its first axis equals ``channels`` (or ``channels`` is unknown), else, for single-channel
     models, a batch of single-channel examples; an ``(n - 1)``-D array is one single-channel example.
-    Values go through ``modality.from_array`` (dtype and scaling rule).
+    Values go through ``modality.from_array`` (dtype and scaling rule: float32 for signals, int64 for node ids).
 
     Raises:
         ValueError: On an empty array, an array with another number of dimensions or channels.
@@ -173,10 +173,10 @@ def batch_from_array(modality: Modality, arr: np.ndarray, source: str, channels:
         x = x[None, None]
     elif x.ndim == n:
         x = x[None] if channels is None or x.shape[0] == channels or channels != 1 else x[:, None]
-    if x.ndim != n + 1 or (channels is not None and x.shape[1] != channels):
+    if x.ndim != n + 1 or (channels is not None and n >= 1 and x.shape[1] != channels):
         want = f"{channels} channel(s)" if channels is not None else "a channel axis"
         raise ValueError(
             f"{source}: cannot read an array of shape {tuple(arr.shape)} as {modality.name} examples with {want} "
             f"(expected {n + 1} dimensions (N, C, ...) or one example without N)"
         )
-    return x.to(torch.float32)
+    return x

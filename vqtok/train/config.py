@@ -1,4 +1,9 @@
-"""Training configs: one dataclass tree that YAML/JSON files and ``key=value`` overrides map onto."""
+"""Training configs: one dataclass tree that YAML/JSON files and ``key=value`` overrides map onto.
+
+Every value is converted to its field's type (:func:`vqtok._config.config_from_dict`): ``optim.lr=1e-3`` is a float
+whether it comes from YAML (which reads ``1e-3`` as a string) or the command line, and ``steps=abc`` is refused
+with a message naming ``steps`` and ``int``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._config import apply_overrides, config_from_dict, config_to_dict
 from ..tokenizers import tokenizer_class
-from ..tokenizers._config import apply_overrides, config_from_dict, config_to_dict
 
 __all__ = ["DataConfig", "OptimConfig", "TrainConfig", "load_config"]
 
@@ -104,7 +109,7 @@ class TrainConfig:
 
     def validate_model(self) -> None:
         """Checks ``model`` against the tokenizer's config dataclass (unknown keys raise ``ValueError``)."""
-        config_from_dict(tokenizer_class(self.tokenizer).config_class, self.model)
+        config_from_dict(tokenizer_class(self.tokenizer).config_class, self.model, prefix="model.")
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
@@ -114,13 +119,19 @@ def _read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid YAML: {err}") from err
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from err
     if not isinstance(data, dict):
         raise ValueError(f"{str(path)!r} must hold a mapping at the top level")
     return data

@@ -1,7 +1,7 @@
 """One id space for text and media tokens: interleaved sequences for multimodal language models.
 
 A :class:`MultimodalVocab` combines a text tokenizer (byte-level BPE from Hugging Face ``tokenizers``) with
-any number of vqtok :class:`~vqtok.tokenizers.Tokenizer` models, one per named modality (``"image"``,
+any number of vqtok tokenizers (:class:`~vqtok.tokenizers.BaseTokenizer`), one per named modality (``"image"``,
 ``"audio"``, ...), in the spirit of early-fusion token models (Chameleon Team, "Chameleon: Mixed-Modal
 Early-Fusion Foundation Models", arXiv:2405.09818). Written for vqtok.
 
@@ -31,7 +31,6 @@ strings come back as one string.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -45,8 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..tokenizers import CheckpointError, Tokenizer
-from ..tokenizers._pretrained import atomic_open
+from .._io import CheckpointError, atomic_directory, read_versioned_json, sha256_file
+from ..tokenizers import BaseTokenizer
 from .text import load_text_tokenizer, text_vocab_size
 
 if TYPE_CHECKING:
@@ -143,7 +142,7 @@ class MultimodalVocab:
     def __init__(
         self,
         text: TextTokenizer | str | os.PathLike[str],
-        tokenizers: Mapping[str, Tokenizer],
+        tokenizers: Mapping[str, BaseTokenizer],
         grid_shapes: Mapping[str, Sequence[int]] | None = None,
         max_grid_size: int = 1024,
     ) -> None:
@@ -157,11 +156,11 @@ class MultimodalVocab:
         for name, tok in tokenizers.items():
             if not isinstance(name, str) or not _NAME_RE.match(name) or name in _RESERVED:
                 raise ValueError(f"modality name {name!r} must match [a-z][a-z0-9_]* and not be one of {_RESERVED}")
-            if not isinstance(tok, Tokenizer):
-                raise ValueError(f"modality {name!r}: expected a vqtok Tokenizer, got {type(tok).__name__}")
+            if not isinstance(tok, BaseTokenizer):
+                raise ValueError(f"modality {name!r}: expected a vqtok BaseTokenizer, got {type(tok).__name__}")
             if name not in grid_shapes and max_grid_size == 0:
                 raise ValueError(f"modality {name!r} has no fixed grid_shape, so max_grid_size must be > 0")
-        self.tokenizers: dict[str, Tokenizer] = {name: tok.eval() for name, tok in tokenizers.items()}
+        self.tokenizers: dict[str, BaseTokenizer] = {name: tok.eval() for name, tok in tokenizers.items()}
         self.max_grid_size = int(max_grid_size)
         self.text_vocab_size = text_vocab_size(self.text)
 
@@ -183,8 +182,8 @@ class MultimodalVocab:
                 open_id=self.special_tokens[f"<{name}>"],
                 close_id=self.special_tokens[f"</{name}>"],
                 offset=offset,
-                codebook_size=int(tok.quantizer.codebook_size),
-                index_shape=tuple(int(s) for s in tok.quantizer.index_shape),
+                codebook_size=int(tok.codebook_size),
+                index_shape=tuple(int(s) for s in tok.index_shape),
                 grid_shape=None if grid is None else tuple(int(s) for s in grid),
             )
             self.layouts[name] = layout
@@ -427,7 +426,9 @@ class MultimodalVocab:
             tok = self.tokenizers[part.modality]
             param = next(tok.parameters(), None)
             device = param.device if param is not None else torch.device("cpu")
-            out.append(tok.decode(part.indices[None].to(device))[0].float().cpu())
+            signal = tok.decode(part.indices[None].to(device))[0].cpu()
+            # Float signals come back as float32; integer ones (graph node ids) keep their dtype.
+            out.append(signal.float() if signal.is_floating_point() else signal)
         return out
 
     def _check_text_run(self, arr: np.ndarray, start: int, stop: int) -> None:
@@ -512,9 +513,9 @@ class MultimodalVocab:
         """Writes the text tokenizer, every modality tokenizer and ``vocab.json`` into ``directory``.
 
         Layout: ``text/tokenizer.json``, ``modalities/<name>/`` (each a tokenizer checkpoint) and
-        ``vocab.json`` with the id layout and the SHA-256 of every file. Each file is written atomically and
-        ``vocab.json`` last, so a crash mid-save leaves either the previous vocabulary or checksums that
-        :meth:`from_pretrained` rejects, never a silently mixed one.
+        ``vocab.json`` with the id layout and the SHA-256 of every file. The whole folder is built beside
+        ``directory`` and swapped in at once (:func:`vqtok._io.atomic_directory`), so a kill at any instant
+        leaves the complete previous vocabulary or the complete new one.
 
         Returns:
             The directory.
@@ -522,61 +523,65 @@ class MultimodalVocab:
         from ..version import __version__
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_open(directory / TEXT_NAME, "w") as f:
-            f.write(self.text.to_str())
-        files = [TEXT_NAME]
-        for name, tok in self.tokenizers.items():
-            sub = directory / "modalities" / name
-            tok.save_pretrained(sub)
-            files += sorted(str(p.relative_to(directory)) for p in sub.iterdir() if not p.name.startswith("."))
-        payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "vqtok_version": __version__,
-            "layout": self.config(),
-            "files": {rel: _sha256(directory / rel) for rel in files},
-        }
-        with atomic_open(directory / VOCAB_NAME, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with atomic_directory(directory) as tmp:
+            (tmp / TEXT_NAME).parent.mkdir(parents=True)
+            (tmp / TEXT_NAME).write_text(self.text.to_str(), encoding="utf-8")
+            files = [TEXT_NAME]
+            for name, tok in self.tokenizers.items():
+                sub = tmp / "modalities" / name
+                tok.save_pretrained(sub)
+                files += sorted(p.relative_to(tmp).as_posix() for p in sub.iterdir() if not p.name.startswith("."))
+            payload = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "vqtok_version": __version__,
+                "layout": self.config(),
+                "files": {rel: sha256_file(tmp / rel) for rel in files},
+            }
+            (tmp / VOCAB_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return directory
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
     ) -> MultimodalVocab:
         """Loads a vocabulary written by :meth:`save_pretrained`.
 
+        Args:
+            directory: The vocabulary directory.
+            map_location: Device of the modality tokenizers.
+            verify: Check the SHA-256 of every part and refuse non-finite weights (off: load as is).
+
         Raises:
-            CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, or
-                yields a different id layout than the one recorded.
+            CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, saved by a
+                newer vqtok, or yields a different id layout than the one recorded.
         """
         directory = Path(directory)
         path = directory / VOCAB_NAME
         if not path.is_file():
             raise CheckpointError(f"{str(path)!r} is missing: not a MultimodalVocab directory (see save_pretrained)")
-        try:
-            payload = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{str(path)!r} is corrupt or truncated: {err}") from err
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CheckpointError(f"{str(path)!r} is not a MultimodalVocab file (no 'format': {FORMAT!r})")
-        if int(payload.get("format_version", -1)) > FORMAT_VERSION:
-            raise CheckpointError(f"{str(path)!r} has a newer format_version than this vqtok reads; upgrade vqtok")
-        for rel, digest in payload.get("files", {}).items():
+        payload = read_versioned_json(path, FORMAT, FORMAT_VERSION, what="MultimodalVocab file")
+        files = payload.get("files", {})
+        if not isinstance(files, dict) or not isinstance(payload.get("layout"), dict):
+            raise CheckpointError(f"{str(path)!r} is corrupt: 'files' and 'layout' must be mappings")
+        for rel, digest in files.items():
             part = directory / rel
             if not part.is_file():
                 raise CheckpointError(f"vocabulary part {str(part)!r} is missing")
-            if _sha256(part) != digest:
-                raise CheckpointError(f"vocabulary part {str(part)!r} is corrupt or was changed after saving")
+            if verify and sha256_file(part) != digest:
+                raise CheckpointError(
+                    f"vocabulary part {str(part)!r} is corrupt or was changed after saving (SHA-256 differs from "
+                    f"{VOCAB_NAME}; pass verify=False to load it anyway)"
+                )
         layout = payload["layout"]
         try:
             text = load_text_tokenizer(directory / TEXT_NAME)
         except (FileNotFoundError, ValueError) as err:
             raise CheckpointError(f"text tokenizer of {str(directory)!r}: {err}") from err
         tokenizers = {
-            m["name"]: Tokenizer.from_pretrained(directory / "modalities" / m["name"], map_location=map_location)
+            m["name"]: BaseTokenizer.from_pretrained(
+                directory / "modalities" / m["name"], map_location=map_location, verify=verify
+            )
             for m in layout["modalities"]
         }
         grids = {m["name"]: tuple(m["grid_shape"]) for m in layout["modalities"] if m["grid_shape"] is not None}
@@ -588,11 +593,3 @@ class MultimodalVocab:
     def __repr__(self) -> str:
         mods = ", ".join(f"{n}: {lay.num_ids}" for n, lay in self.layouts.items())
         return f"MultimodalVocab(size={self._size}, text={self.text_vocab_size}, {mods})"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
