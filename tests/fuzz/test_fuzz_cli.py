@@ -249,6 +249,19 @@ def _bench(data: st.DataObject, files: dict[str, Path], work: Path) -> list[str]
     return ["bench", data.draw(st.sampled_from(["no_such_bench", "", "../etc"]))]
 
 
+def _export_onnx(data: st.DataObject, files: dict[str, Path], work: Path) -> list[str]:
+    # Mostly arguments that must fail before tracing (a valid export takes seconds); never --check.
+    model = _pick(data, files, ["image_model", "corrupt_model", "empty_dir", "missing_model", "file"], "model")
+    part = data.draw(st.sampled_from(["both", "encoder", "decoder", "neither"]), label="part")
+    out = data.draw(
+        st.sampled_from([str(work / "onnx"), str(work / "e.onnx"), str(work / "e.txt"), str(files["file"])])
+    )
+    argv = ["export-onnx", "--model", model, "-o", out, "--part", part]
+    flags = {"--example": [str(files[n]) for n in ("u8.npy", "complex.npy", "zero.npy", "junk.npy", "strings.npy")]}
+    flags |= {"--opset": ["17", "0", "-1", "abc"], "--num-levels": ["0", "-2", "x"]}
+    return [*argv, *_options(data, flags)]
+
+
 def _list(data: st.DataObject, files: dict[str, Path], work: Path) -> list[str]:
     return ["list", *data.draw(st.lists(st.sampled_from(["--bogus", "x"]), max_size=1))]
 
@@ -258,6 +271,7 @@ GRAMMARS: dict[str, Callable[[st.DataObject, dict[str, Path], Path], list[str]]]
     "decode": _decode,
     "eval": _eval,
     "export": _export,
+    "export-onnx": _export_onnx,
     "train": _train,
     "demo": _demo,
     "bench": _bench,

@@ -84,9 +84,10 @@ def mutated(draw, seeds: list[bytes]) -> bytes:  # type: ignore[no-untyped-def]
 
 def _check_example(modality_name: str, x: torch.Tensor, channels: int | None) -> None:
     m = get_modality(modality_name)
-    assert isinstance(x, torch.Tensor) and x.dtype == torch.float32
+    # Signals are float32; graph node ids stay int64.
+    assert isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.int64)
     assert x.ndim == m.example_ndim, f"example of shape {tuple(x.shape)}"
-    assert channels is None or x.shape[0] == channels
+    assert channels is None or m.example_ndim == 0 or x.shape[0] == channels
     assert torch.isfinite(x).all()
     if m.value_range is not None and x.numel():
         assert m.value_range[0] <= float(x.min()) and float(x.max()) <= m.value_range[1], (x.min(), x.max())

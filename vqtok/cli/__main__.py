@@ -14,11 +14,11 @@ import argparse
 import logging
 import sys
 
-from . import bench, codec, demo, evaluate, export, listing, train
+from . import bench, codec, demo, evaluate, export, export_onnx, listing, train
 
 __all__ = ["main", "build_parser", "USER_ERRORS"]
 
-_COMMANDS = (train, codec, evaluate, demo, bench, listing, export)
+_COMMANDS = (train, codec, evaluate, demo, bench, listing, export, export_onnx)
 
 #: Exceptions that mean "the input or the arguments are wrong". ``CheckpointError`` is a ``ValueError``;
 #: ``OSError`` covers missing, unreadable, folder-instead-of-file and permission problems.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import wave
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,7 +132,9 @@ def _read_soundfile_example(data: bytes, source: str, options: ReadOptions) -> T
     try:
         samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError, OSError, soundfile.LibsndfileError) as err:
-        raise ValueError(f"{source}: not a readable audio file ({type(err).__name__}: {err})") from err
+        # libsndfile names the BytesIO object; the message names the file instead.
+        why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the file", str(err))
+        raise ValueError(f"{source}: not a readable audio file ({type(err).__name__}: {why})") from err
     if samples.size == 0:
         raise ValueError(f"{source}: the audio file holds no samples")
     _check_rate(rate, options, source)

@@ -87,7 +87,7 @@ class Modality:
         """Decodes one file's bytes to one example (no batch dimension).
 
         The reader is chosen by ``suffix`` when it is one of :attr:`suffixes`, else by content (:attr:`sniff`),
-        else the first reader is tried.
+        else the first reader registered (the modality's main format) is tried.
 
         Raises:
             ValueError: On an empty, truncated or unreadable file; the message names ``source``.
@@ -96,8 +96,10 @@ class Modality:
         if not data:
             raise ValueError(f"{source}: the file is empty (0 bytes)")
         suffix = suffix.lower()
+        if not self.readers:
+            raise ValueError(f"{source}: {self.name} signals are read from .npy arrays only, not from files")
         if suffix not in self.readers:
-            suffix = self.sniff(data[:64]) or self.suffixes[0]
+            suffix = self.sniff(data[:64]) or next(iter(self.readers))
         return self.readers[suffix](data, source, options)
 
     def read_file(self, path: str | os.PathLike[str], options: ReadOptions | None = None) -> Tensor:
@@ -172,7 +174,8 @@ def batch_from_array(modality: Modality, arr: np.ndarray, source: str, channels:
     if x.ndim == n - 1:
         x = x[None, None]
     elif x.ndim == n:
-        x = x[None] if channels is None or x.shape[0] == channels or channels != 1 else x[:, None]
+        single = n == 0 or channels is None or x.shape[0] == channels or channels != 1
+        x = x[None] if single else x[:, None]
     if x.ndim != n + 1 or (channels is not None and n >= 1 and x.shape[1] != channels):
         want = f"{channels} channel(s)" if channels is not None else "a channel axis"
         raise ValueError(

@@ -15,8 +15,10 @@ them.
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -173,3 +175,12 @@ class Tokenizer(BaseTokenizer):
                 f"{type(self).__name__} cannot decode indices of shape {tuple(indices.shape)}: wrong number of "
                 f"token-grid axes for this model (index_shape {tuple(self.quantizer.index_shape)})"
             ) from err
+
+    def export_onnx(self, path: str | os.PathLike[str], part: str = "encoder", **options: Any) -> Path:
+        """Writes the ``"encoder"`` (signal -> indices) or ``"decoder"`` (indices -> signal) as ONNX.
+
+        See :func:`vqtok.tokenizers.onnx.export_onnx` for the options and the checks.
+        """
+        from .onnx import export_onnx
+
+        return export_onnx(self, path, part=part, **options)
