@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["default_video_config_path", "run_video", "evaluate_video", "save_clip_gif"]
+__all__ = ["default_video_config_path", "run_video", "evaluate_video"]
 
 
 def default_video_config_path() -> Path:
@@ -93,25 +93,6 @@ def evaluate_video(model, dataset, max_clips: int = 128, batch_size: int = 8, se
     return metrics, keep[0], keep[1]
 
 
-def save_clip_gif(originals, recons, path: str | os.PathLike[str], fps: int = 8) -> Path:  # type: ignore[no-untyped-def]
-    """Writes an animated GIF: originals ``(N, C, T, H, W)`` in a row above their reconstructions."""
-    import numpy as np
-    from PIL import Image
-
-    from .._io import atomic_write_bytes
-
-    top = np.concatenate(list(originals[:, 0].numpy()), axis=-1)  # (T, H, N*W)
-    bottom = np.concatenate(list(recons[:, 0].numpy()), axis=-1)
-    frames = (np.clip(np.concatenate([top, bottom], axis=1), 0, 1) * 255).round().astype(np.uint8)
-    images = [Image.fromarray(f, mode="L") for f in frames]
-    import io
-
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
-
-
 def _load_average() -> float:
     try:
         return os.getloadavg()[0]
@@ -124,8 +105,10 @@ def run_video(args: argparse.Namespace, overrides: list[str]) -> int:
 
     from ..data import create_dataset
     from ..metrics.report import format_metrics_table
+    from ..modalities.video import save_clip_gif
     from ..tokenizers import Tokenizer
-    from ..train import Trainer, load_config
+    from ..train import Trainer
+    from ._args import load_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -251,6 +251,8 @@ class VideoTokenizer(Tokenizer):
     config_class = VideoConfig
     modality = "video"
     config: VideoConfig
+    #: ``decode`` also takes image grids ``(B, h, w, *index_shape)``, one axis fewer than clips.
+    decodes_image_grids: ClassVar[bool] = True
 
     def __init__(self, config: VideoConfig) -> None:
         super().__init__(config)
