@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,36 @@ def test_metrics_and_report(tmp_path: Path) -> None:
 
     gif = Image.open(tmp_path / "report" / "clips.gif")
     assert gif.n_frames == 5 and gif.size == (2 * 32, 2 * 32)
+
+
+def test_cli_encode_export_and_eval_take_videos(tmp_path: Path) -> None:
+    """`vqtok encode` on MP4 files, `vqtok export` of a folder, `vqtok eval` with per-frame metrics and the GIF."""
+    from vqtok.cli.__main__ import main
+    from vqtok.data import create_dataset
+    from vqtok.tokenizers import create_tokenizer
+
+    try:
+        create_dataset("fashion_mnist", "test")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST (apt dataset-fashion-mnist) not installed")
+    torch.manual_seed(0)
+    model = tmp_path / "model"
+    create_tokenizer(
+        "video", in_channels=1, frames=16, image_size=(64, 64), channels=(4, 8, 8), frame_padding="repeat_last",
+        quantizer_kwargs={"levels": (5, 5, 5)},
+    ).save_pretrained(model)  # fmt: skip
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    data = create_dataset("moving_fashion_mnist", "test", num_clips=2)
+    for k in range(2):
+        rgb = np.repeat(data.clip(k)[..., None], 3, -1)
+        (clips / f"c{k}.mp4").write_bytes(_encode(rgb[..., 0], "mp4", "libx264", "yuv420p", {"qp": "0"}))
+    out = tmp_path / "idx.npy"
+    assert main(["encode", "--model", str(model), str(clips / "c0.mp4"), str(clips / "c1.mp4"), "-o", str(out)]) == 0
+    assert np.load(out).shape == (2, 5, 8, 8)
+    assert main(["export", str(clips), "-o", str(tmp_path / "export"), "--model", str(model), "--no-progress"]) == 0
+    args = ["eval", "--model", str(model), "--data", "moving_fashion_mnist", "--max-examples", "4", "-o"]
+    assert main([*args, str(tmp_path / "eval"), "--batch-size", "2"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {"psnr", "ssim", "temporal_error"} <= set(metrics) and metrics["tokens_per_example"] == 320
+    assert (tmp_path / "eval" / "report" / "clips.gif").is_file()
