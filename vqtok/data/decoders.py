@@ -106,7 +106,9 @@ def decode_image(data: bytes, source: str, channels: int | None) -> Tensor:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{source}: not a readable image ({err})") from err
+        # Pillow names the BytesIO object, not the file.
+        why = "unknown or corrupt image format" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise ValueError(f"{source}: not a readable image ({why})") from err
     if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):
         x = array_values(np.asarray(img).astype(np.uint16), source)[None]
         alpha = False
