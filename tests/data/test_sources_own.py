@@ -182,3 +182,26 @@ def test_unreadable_files_are_skipped_named_counted_and_stop_the_run_beyond_the_
     stream.update(100, [("a", "bad")])  # too early to judge a stream
     with pytest.raises(ValueError, match="3 of 200"):
         stream.update(100, [("b", "bad"), ("c", "bad")])
+
+
+def test_mp3_by_soundfile_and_aac_by_pyav_are_decoded() -> None:
+    soundfile = pytest.importorskip("soundfile")
+    av = pytest.importorskip("av")
+    t = np.arange(22050) / 22050
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    mp3 = io.BytesIO()
+    soundfile.write(mp3, np.stack([tone, tone], 1), 22050, format="MP3")
+    wav, rate = decode_audio(mp3.getvalue(), "song.mp3")
+    assert rate == 22050 and wav.shape[0] == 2 and abs(float(wav.abs().max()) - 0.3) < 0.05
+    m4a = io.BytesIO()  # AAC in MP4: libsndfile cannot read it, PyAV does
+    with av.open(m4a, "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=22050, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        frame.sample_rate = 22050
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    wav, rate = decode_audio(m4a.getvalue(), "clip.m4a")
+    assert rate == 22050 and wav.shape[0] == 2 and wav.shape[1] >= 22050
+    assert abs(float(wav.abs().max()) - 0.3) < 0.05
+    with pytest.raises(ValueError, match="junk.ogg: not a readable audio file"):
+        decode_audio(b"OggS" + b"\0" * 100, "junk.ogg")
