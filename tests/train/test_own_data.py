@@ -131,3 +131,25 @@ def test_torchrun_two_ranks_two_workers_on_tar_shards(tmp_path) -> None:
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     slots = sorted(int(k) for rank in state["data"] for k in rank["positions"])
     assert slots == [0, 1, 2, 3]  # 2 ranks x 2 workers, each its own reader
+
+
+@pytest.mark.slow
+def test_torchrun_bad_data_stops_every_rank_with_the_error(tmp_path) -> None:
+    """Over the limit under DDP: all ranks stop at the same log step (no rank left waiting in a collective)."""
+    photos(tmp_path / "p", 12)
+    for i in range(3):
+        (tmp_path / "p" / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    overrides = [*TINY, "model.in_channels=3", f"data.path={tmp_path / 'p'}", "steps=6", "batch_size=8"]
+    overrides += ["log_every=2", f"run_dir={tmp_path / 'run'}"]
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "vqtok.cli", "train", str(config), *overrides, "--no-progress"]
+    try:
+        proc = run_process_tree(cmd, env, timeout=180)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"torchrun hung for {err.timeout} s\n{(err.stderr or '')[-4000:]}")
+    assert proc.returncode != 0
+    assert "examples are unreadable" in proc.stderr and "broken_" in proc.stderr
+    assert not (tmp_path / "run" / "model").exists()

@@ -185,8 +185,13 @@ class BadDataCounter:
     bad: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def update(self, seen: int, bad: list[tuple[str, str]]) -> None:
+    def update(self, seen: int, bad: list[tuple[str, str]], check: bool = True) -> None:
         """Adds one batch's counts.
+
+        Args:
+            seen: Examples read for the batch, bad ones included.
+            bad: ``(source, reason)`` of each skipped example.
+            check: Apply the limit now (``False`` under DDP, where :meth:`check` runs on global counts).
 
         Raises:
             ValueError: When the bad fraction exceeds ``max_fraction``; the message lists examples.
@@ -197,9 +202,14 @@ class BadDataCounter:
             logger.warning("skipping unreadable example %s (%s)", source, reason)
             if len(self.examples) < 5:
                 self.examples.append(f"{source}: {reason}")
-        denominator = max(self.total, self.seen)
-        if self.bad and self.bad > self.max_fraction * denominator and (self.total or self.seen >= self.min_seen):
+        if check:
+            self.check(self.seen, self.bad)
+
+    def check(self, seen: int, bad: int) -> None:
+        """Raises ``ValueError`` (listing this process's examples) when ``bad`` of ``seen`` is over the limit."""
+        denominator = max(self.total, seen)
+        if bad and bad > self.max_fraction * denominator and (self.total or seen >= self.min_seen):
             raise ValueError(
-                f"{self.bad} of {denominator} examples are unreadable (more than data.max_bad_fraction="
-                f"{self.max_fraction:g}); e.g. " + "; ".join(self.examples)
+                f"{bad} of {denominator} examples are unreadable (more than data.max_bad_fraction="
+                f"{self.max_fraction:g}); e.g. " + "; ".join(self.examples or ["(on another rank)"])
             )

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._config import config_from_dict
-from .._dist import DistInfo
+from .._dist import DistInfo, all_reduce_sum_
 from ..data import StepBatchSampler, create_dataset
 from ..data.own import BadDataCounter, Decoder, OwnDataset, collate_own, is_shard_spec, open_records
 from ..data.shards import ShardStream, expand_shards
@@ -127,7 +127,7 @@ class TrainData:
             if self.kind == "builtin":
                 yield batch
                 continue
-            self.counter.update(batch["seen"], batch["bad"])
+            self.counter.update(batch["seen"], batch["bad"], check=not self.info.enabled)
             if self.kind == "map":
                 self.batches += 1
             else:
@@ -135,6 +135,14 @@ class TrainData:
                 self.positions[int(slot)] = (int(epoch), int(emitted))
             if batch["signal"] is not None:
                 yield batch["signal"]
+
+    def check_bad_data(self) -> None:
+        """Under DDP, applies ``data.max_bad_fraction`` to the counts of all ranks; every rank must call it at the
+        same step (the trainer does at each log step), so all stop together instead of one rank hanging."""
+        if not self.info.enabled or self.kind == "builtin":
+            return
+        counts = all_reduce_sum_(torch.tensor([self.counter.seen, self.counter.bad], dtype=torch.float64))
+        self.counter.check(int(counts[0]), int(counts[1]))
 
     def state(self) -> dict[str, Any]:
         """This rank's data position, for the checkpoint."""

@@ -362,6 +362,7 @@ class Trainer:
                 count += 1
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == end:
+                self.data.check_bad_data()
                 last = self._reduce_logs(info, sums, count, meter)
                 last.update(step=self.step, lr=self.sched.get_last_lr()[0], time=time.perf_counter() - t0)
                 last.update(nonfinite_steps=self.nonfinite.total)
