@@ -73,9 +73,16 @@ class TrainData:
             logger.warning("data position saved by %d ranks, now %d: data order restarts", len(saved), info.world_size)
         self.batches = int(mine["batches"]) if mine and mine.get("kind") == self.kind == "map" else start_step
         self.positions: dict[int, tuple[int, int]] = {}
+        self.readers = info.world_size * max(1, cfg.data.num_workers)
         if saved and self.kind == "shards":
             for state in saved:
-                self.positions.update({int(k): tuple(v) for k, v in (state or {}).get("positions", {}).items()})
+                state = state or {}
+                if state.get("readers", self.readers) != self.readers:
+                    # Reader g reads other shards when ranks x workers changes: its saved place means nothing.
+                    logger.warning("data.num_workers or world size changed: the shard stream restarts its order")
+                    self.positions = {}
+                    break
+                self.positions.update({int(k): tuple(v) for k, v in state.get("positions", {}).items()})
         self.counter = BadDataCounter(cfg.data.max_bad_fraction)
         self.loader = self._loader()
 
@@ -147,7 +154,8 @@ class TrainData:
     def state(self) -> dict[str, Any]:
         """This rank's data position, for the checkpoint."""
         if self.kind == "shards":
-            return {"kind": "shards", "positions": {int(k): list(v) for k, v in self.positions.items()}}
+            positions = {int(k): list(v) for k, v in self.positions.items()}
+            return {"kind": "shards", "readers": self.readers, "positions": positions}
         return {"kind": self.kind, "batches": self.batches}
 
 
