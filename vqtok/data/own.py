@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .decoders import array_values, decode_audio, decode_image, kind_of_suffix, to_channels
+from .decoders import array_values, decode_audio, decode_image, image_channels, kind_of_suffix
 from .records import ArrayRecords, FolderRecords, Record, open_hf_disk, open_parquet
 from .transforms import AudioTransform, ImageTransform, sample_generator
 
@@ -94,7 +94,7 @@ class Decoder:
                 x = x[None] if x.ndim == 2 else x
                 if x.ndim != 3:
                     raise ValueError(f"{source}: an image row must be (C, H, W) or (H, W), got {tuple(x.shape)}")
-                x = to_channels(x, x.shape[0] in (2, 4), self.channels, source)
+                x = image_channels(x, self.channels, source)
                 return self.image(x, generator, source) if self.image is not None else x
             assert self.audio is not None
             return self.audio(x, self.sample_rate or self.audio.sample_rate, generator, source)
@@ -102,7 +102,7 @@ class Decoder:
         if kind != self.kind:
             raise ValueError(f"{source}: a {kind} file, but the model takes {self.kind}")
         if self.kind == "image":
-            x = decode_image(payload, source, self.channels)
+            x = decode_image(payload, source, self.channels, record.suffix)
             return self.image(x, generator, source) if self.image is not None else x
         assert self.audio is not None
         wav, rate = decode_audio(payload, source)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..modalities import load_npy
 from .decoders import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
 __all__ = ["ArrayRecords", "FolderRecords", "Record", "TableRecords", "open_hf_disk", "open_parquet"]
@@ -94,7 +95,7 @@ class ArrayRecords:
                     raise ValueError(f"{name} has no array {column!r}; it holds {names}")
                 self.array = archive[column or names[0]]
             else:
-                self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+                self.array = load_npy(self.path, mmap=True)
         except ValueError as err:
             if "pickle" in str(err) or "object" in str(err):
                 why = "holds Python objects (pickles are never loaded); save a numeric array"

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..modalities.audio import to_audio_channels
+
 __all__ = ["IMAGE_MODES", "AudioTransform", "ImageTransform", "sample_generator"]
 
 IMAGE_MODES = ("none", "resize", "center_crop", "random_resized_crop")
@@ -94,10 +96,10 @@ class ImageTransform:
 class AudioTransform:
     """Brings a ``(C, T)`` waveform at any rate to ``(channels, segment)`` at ``sample_rate``.
 
-    Channels: ``channel`` picks one channel of the file; otherwise a file with more channels than the model is
-    mixed down to mono by the mean (the only other conversion is mono copied to every channel). Resampling is
-    ``soxr`` (high quality). A longer signal gives a seeded random ``segment`` (the start when no generator is
-    given); a shorter one is zero-padded at the end.
+    Channels: ``channel`` picks one channel of the file; then the audio modality's channel rule applies (a
+    mono model takes the mean of all channels, mono is copied to every channel, other mismatches are errors).
+    Resampling is ``soxr`` (high quality). A longer signal gives a seeded random ``segment`` (the start when no
+    generator is given); a shorter one is zero-padded at the end.
 
     Args:
         sample_rate: The model's rate in Hz.
@@ -118,13 +120,7 @@ class AudioTransform:
             if not -wav.shape[0] <= self.channel < wav.shape[0]:
                 raise ValueError(f"{source}: data.channel={self.channel}, but the file has {wav.shape[0]} channel(s)")
             wav = wav[self.channel : self.channel + 1 if self.channel != -1 else None]
-        if wav.shape[0] != self.channels:
-            if self.channels == 1:
-                wav = wav.mean(0, keepdim=True)
-            elif wav.shape[0] == 1:
-                wav = wav.expand(self.channels, -1)
-            else:
-                raise ValueError(f"{source}: {wav.shape[0]} channels cannot be mapped to the model's {self.channels}")
+        wav = to_audio_channels(wav, self.channels, source)
         if rate != self.sample_rate:
             import soxr
 
