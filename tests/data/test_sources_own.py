@@ -205,3 +205,10 @@ def test_mp3_by_soundfile_and_aac_by_pyav_are_decoded() -> None:
     assert abs(float(wav.abs().max()) - 0.3) < 0.05
     with pytest.raises(ValueError, match="junk.ogg: not a readable audio file"):
         decode_audio(b"OggS" + b"\0" * 100, "junk.ogg")
+
+
+def test_the_value_rule_fast_path_equals_the_float64_rule_for_every_8_and_16_bit_value() -> None:
+    for dtype, scale in ((np.uint8, 255.0), (np.uint16, 65535.0)):
+        values = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
+        reference = torch.from_numpy(values.astype(np.float64) / scale).float()
+        assert torch.equal(array_values(values, "all.npy"), reference)
