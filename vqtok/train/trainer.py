@@ -143,7 +143,8 @@ def _lr_lambda(cfg: TrainConfig) -> Any:
 
 
 class Trainer:
-    """Trains ``create_tokenizer(cfg.tokenizer, **cfg.model)`` on ``create_dataset(cfg.data.name)``.
+    """Trains ``create_tokenizer(cfg.tokenizer, **cfg.model)`` on ``create_dataset(cfg.data.name)`` or ``data.path``
+    (:class:`vqtok.train.data.TrainData`).
 
     Args:
         config: The resolved training config.
