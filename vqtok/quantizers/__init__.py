@@ -15,10 +15,16 @@ from .base import QuantizerOutput as QuantizerOutput
 from .base import skip_input_checks as skip_input_checks
 from .bsq import BSQ as BSQ
 from .fsq import FSQ as FSQ
+from .grouped import Grouped as Grouped
+from .grouped_scalar import GroupedFSQ as GroupedFSQ
+from .grouped_scalar import GroupLFQ as GroupLFQ
 from .lfq import LFQ as LFQ
-from .lfq import GroupLFQ as GroupLFQ
 from .pq import PQ as PQ
 from .pvq import PVQ as PVQ
+from .residual import Residual as Residual
+from .residual_scalar import ResidualBSQ as ResidualBSQ
+from .residual_scalar import ResidualFSQ as ResidualFSQ
+from .residual_scalar import ResidualLFQ as ResidualLFQ
 from .rvq import GroupedResidualQuantizer as GroupedResidualQuantizer
 from .rvq import ResidualQuantizer as ResidualQuantizer
 from .vq import VQ as VQ
@@ -30,12 +36,18 @@ __all__ = [
     "BSQ",
     "FSQ",
     "GroupLFQ",
-    "LFQ",
+    "Grouped",
+    "GroupedFSQ",
     "GroupedResidualQuantizer",
+    "LFQ",
     "PQ",
     "PVQ",
     "Quantizer",
     "QuantizerOutput",
+    "Residual",
+    "ResidualBSQ",
+    "ResidualFSQ",
+    "ResidualLFQ",
     "ResidualQuantizer",
     "VQ",
     "create",

@@ -258,6 +258,9 @@ class VQ(Quantizer):
     def _quantize(self, latents: Tensor) -> QuantizerOutput:
         return self._step(latents)
 
+    def _quantize_with_indices(self, latents: Tensor, indices: Tensor) -> QuantizerOutput:
+        return self._step(latents, indices=indices)
+
     def _step(self, latents: Tensor, weights: Tensor | None = None, indices: Tensor | None = None) -> QuantizerOutput:
         """Quantizes ``(N, D)`` latents; ``weights`` ``(N,)`` (0 or 1) selects the rows that count.
 
