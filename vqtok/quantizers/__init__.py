@@ -18,9 +18,12 @@ from .fsq import FSQ as FSQ
 from .grouped import Grouped as Grouped
 from .grouped_scalar import GroupedFSQ as GroupedFSQ
 from .grouped_scalar import GroupLFQ as GroupLFQ
+from .ibq import IBQ as IBQ
+from .latent import LatentQuantize as LatentQuantize
 from .lfq import LFQ as LFQ
 from .pq import PQ as PQ
 from .pvq import PVQ as PVQ
+from .random_projection import RandomProjectionQuantizer as RandomProjectionQuantizer
 from .residual import Residual as Residual
 from .residual_scalar import ResidualBSQ as ResidualBSQ
 from .residual_scalar import ResidualFSQ as ResidualFSQ
@@ -39,11 +42,14 @@ __all__ = [
     "Grouped",
     "GroupedFSQ",
     "GroupedResidualQuantizer",
+    "IBQ",
+    "LatentQuantize",
     "LFQ",
     "PQ",
     "PVQ",
     "Quantizer",
     "QuantizerOutput",
+    "RandomProjectionQuantizer",
     "Residual",
     "ResidualBSQ",
     "ResidualFSQ",
