@@ -21,6 +21,7 @@ from .grouped_scalar import GroupLFQ as GroupLFQ
 from .ibq import IBQ as IBQ
 from .latent import LatentQuantize as LatentQuantize
 from .lfq import LFQ as LFQ
+from .multiscale import MultiScaleResidual as MultiScaleResidual
 from .pq import PQ as PQ
 from .pvq import PVQ as PVQ
 from .random_projection import RandomProjectionQuantizer as RandomProjectionQuantizer
@@ -45,6 +46,7 @@ __all__ = [
     "IBQ",
     "LatentQuantize",
     "LFQ",
+    "MultiScaleResidual",
     "PQ",
     "PVQ",
     "Quantizer",
