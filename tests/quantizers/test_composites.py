@@ -174,3 +174,40 @@ def test_checkpoints_of_the_classes_before_the_composites_load_and_decode_identi
         q.eval()
         assert torch.equal(q.encode(case["latents"]), case["indices"]), key
         assert torch.equal(q.decode(case["indices"]), case["quantized"]), key
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+def _ddp_dropout_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        q = create("rvq", dim=4, codebook_size=8, num_levels=3).train()
+        x = torch.randn(6, 4, generator=torch.Generator().manual_seed(rank))
+        # Rank 0 keeps only level 0 for every token: its levels 1 and 2 have no valid token at all.
+        kept = torch.full((6,), 1 if rank == 0 else 3)
+        for _ in range(3):
+            q(x, kept_levels=kept)
+        torch.save(q.state_dict(), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_levels_without_kept_tokens_still_join_the_collectives(tmp_path):
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(
+        _ddp_dropout_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=False, start_method="fork"
+    )
+    for _ in range(120):  # a deadlock would hang here: fail after two minutes instead
+        if context.join(timeout=1):
+            break
+    else:
+        for process in context.processes:
+            process.kill()
+        pytest.fail("DDP ranks deadlocked")
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), f"ranks disagree on {key}"

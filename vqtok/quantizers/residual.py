@@ -62,7 +62,9 @@ class Residual(Quantizer):
         quantizer_kwargs: Constructor kwargs of every level (with a name).
         quantizer_dropout: Per-token probability, in training only, of keeping just the first ``n``
             levels, ``n`` uniform in ``[1, L]``. Dropped levels report their (valid) indices but add
-            nothing to the output, the losses or their codebook statistics.
+            nothing to the output, the losses or their codebook statistics (each level runs its
+            ``forward`` with the kept tokens as its mask; under DDP a VQ level still joins every
+            collective when a rank keeps none of its tokens).
         beam_width: Partial solutions kept per token by the encoder; 1 is greedy. Needs levels with a
             single index per token. Training forwards stay greedy.
         level_scale: ``s``, a float or one float per channel of the levels' width: level ``l`` sees
