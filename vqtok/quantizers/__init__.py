@@ -1,6 +1,8 @@
 """Quantizers: one method per module, all behind the :class:`Quantizer` contract.
 
-Importing a family module registers it, so every family is imported here.
+Importing a family module registers it, so every family is imported here. :class:`Residual` and
+:class:`Grouped` compose any quantizer through its public methods; ``rvq``, ``grouped_rvq``, ``pq``,
+``group_lfq``, ``residual_*`` and ``grouped_fsq`` are registrations over them (docs/quantizers.md).
 """
 
 from ._registry import create as create
