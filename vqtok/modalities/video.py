@@ -1,8 +1,13 @@
 """Videos: ``(C, T, H, W)`` float in ``[0, 1]``.
 
 Files (PyAV, ``pip install av``, in the ``data`` extra): MP4, WebM, MKV, MOV, AVI (the first video stream, every
-frame decoded). Animated GIFs belong to the image modality's suffix (its first frame); read one as a clip with
-:func:`read_video` directly, which accepts any container PyAV opens.
+frame decoded).
+
+GIF rule: ``.gif`` is registered to the image modality (``export``/``eval`` of a ``.gif`` read its first frame,
+and an image model trained on a folder takes each GIF's first frame). A *video* model reads GIFs as clips: the
+data layer lists :data:`CLIP_SUFFIXES` (the video suffixes plus ``.gif``) for a video model and decodes every one
+with :func:`read_video` (all frames; a single-frame GIF is a one-frame clip). Call :func:`read_video` directly
+to read a GIF as a clip elsewhere; it accepts any container PyAV opens.
 
 Value rule, for files and arrays alike (the image rule): ``uint8`` is divided by 255, ``uint16`` by 65535;
 floats must lie in ``[0, 1]``; any other dtype and NaN/Inf are errors naming the file. A ``.npy`` array is
@@ -35,9 +40,12 @@ from ._arrays import scale_integers_and_check_floats
 from ._registry import register_modality
 from .base import Modality, ReadOptions
 
-__all__ = ["VIDEO", "read_video", "save_clip_gif", "video_from_array"]
+__all__ = ["CLIP_SUFFIXES", "VIDEO", "read_video", "save_clip_gif", "video_from_array"]
 
 SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
+#: Files a video model trains on: its own suffixes plus animated GIFs, which the image modality owns for
+#: suffix dispatch (the GIF rule in the module docstring); all are decoded by :func:`read_video`.
+CLIP_SUFFIXES = tuple(sorted((*SUFFIXES, ".gif")))
 _INTEGER_SCALES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
 
 
