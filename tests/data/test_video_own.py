@@ -11,7 +11,7 @@ from vqtok.data.decoders import suffixes_of
 from vqtok.data.own import BadRecord, Decoder, OwnDataset, open_records
 from vqtok.data.records import Record
 from vqtok.data.transforms import VideoTransform, sample_generator
-from vqtok.modalities import IMAGE, VIDEO, modality_for_suffix
+from vqtok.modalities import IMAGE, VIDEO, ReadOptions, modality_for_suffix, read_video
 
 pytest.importorskip("av")
 
@@ -106,3 +106,20 @@ def test_corrupt_clip_is_a_bad_record_naming_the_file(tmp_path) -> None:
     assert isinstance(results["broken.mp4"], BadRecord) and "broken.mp4" in results["broken.mp4"].source
     assert isinstance(results["empty.webm"], BadRecord) and "empty" in results["empty.webm"].reason
     assert results["clip0.mp4"].shape == (1, 5, 8, 8)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_windowed_decoding_equals_decoding_the_whole_clip(tmp_path, suffix) -> None:
+    """The decoder reads only the window's frames; the clip and its crop equal transforming the whole clip."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    data = mp4_bytes(frames) if suffix == ".mp4" else gif_bytes(frames)
+    whole = read_video(data, "clip", ReadOptions(channels=1))
+    assert whole.shape == (1, 12, 16, 16)
+    part = read_video(data, "clip", ReadOptions(channels=1), count=5, start_of=lambda total: 4 if total == 12 else -1)
+    assert torch.equal(part, whole[:, 4:9])  # the container's frame count is right, the window exact
+    tf = VideoTransform((8, 8), 5, "random_resized_crop")
+    decoder = Decoder("video", 1, video=tf)
+    for key in range(6):
+        expected = tf(whole, sample_generator(0, key))
+        assert torch.equal(decoder(Record(data, suffix, "clip"), sample_generator(0, key)), expected)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -82,15 +83,22 @@ def decode_image(data: bytes, source: str, channels: int | None, suffix: str = "
     return IMAGE.read_bytes(data, source, ReadOptions(channels=channels), suffix)
 
 
-def decode_video(data: bytes, source: str, channels: int | None) -> Tensor:
-    """Decodes a video file's (or GIF's) bytes to a ``(C, T, H, W)`` clip in ``[0, 1]`` with ``channels`` channels.
+def decode_video(
+    data: bytes,
+    source: str,
+    channels: int | None,
+    count: int | None = None,
+    start_of: Callable[[int], int] | None = None,
+) -> Tensor:
+    """Decodes a video file's (or GIF's) bytes to a ``(C, T, H, W)`` clip in ``[0, 1]`` with ``channels`` channels;
+    ``count`` and ``start_of`` read only a window of frames (see :func:`~vqtok.modalities.read_video`).
 
     Raises:
         ValueError: On an empty, corrupt or frame-less file; the message names ``source``.
     """
     if not data:
         raise ValueError(f"{source}: the file is empty (0 bytes)")
-    return read_video(data, source, ReadOptions(channels=channels))
+    return read_video(data, source, ReadOptions(channels=channels), count, start_of)
 
 
 def decode_audio(data: bytes, source: str) -> tuple[Tensor, int]:

@@ -115,7 +115,12 @@ class Decoder:
         if kind != self.kind:
             raise ValueError(f"{source}: a {kind} file, but the model takes {self.kind}")
         if self.kind == "video":
-            return self._clip(decode_video(payload, source, self.channels), source, generator)
+            if self.video is None:
+                return decode_video(payload, source, self.channels)
+            # Only the window is decoded to arrays; the transform's draw order is unchanged (window, then box).
+            start_of = lambda total: self.video.window_start(total, generator)  # noqa: E731
+            clip = decode_video(payload, source, self.channels, self.video.frames, start_of)
+            return self._clip(clip, source, generator)
         if self.kind == "image":
             x = decode_image(payload, source, self.channels, record.suffix)
             return self.image(x, generator, source) if self.image is not None else x

@@ -120,6 +120,17 @@ class VideoTransform:
         self.frames = int(frames)
         self.image = ImageTransform(size, mode, scale, ratio)
 
+    def window_start(self, t: int, generator: torch.Generator | None) -> int:
+        """First frame of the window in a ``t``-frame clip (draws once from ``generator`` when ``t > frames``).
+
+        A decoder that reads only the window (:func:`vqtok.modalities.read_video` ``start_of``) calls this first;
+        the clip it passes on then has ``frames`` frames and the call draws no second time, so the crop is the
+        same as for a whole clip.
+        """
+        if t <= self.frames or generator is None:
+            return 0
+        return int(torch.randint(0, t - self.frames + 1, (1,), generator=generator))
+
     def __call__(self, x: Tensor, generator: torch.Generator | None = None, source: str = "clip") -> Tensor:
         if x.ndim != 4:
             raise ValueError(f"{source}: a clip must be (C, T, H, W), got shape {tuple(x.shape)}")
@@ -127,8 +138,7 @@ class VideoTransform:
         if t < self.frames:
             x = torch.cat([x, x[:, -1:].expand(c, self.frames - t, h, w)], dim=1)
         elif t > self.frames:
-            span = t - self.frames + 1
-            start = int(torch.randint(0, span, (1,), generator=generator)) if generator is not None else 0
+            start = self.window_start(t, generator)
             x = x[:, start : start + self.frames]
         # Frames folded into channels: one box and one resize for the whole clip.
         y = self.image(x.reshape(c * self.frames, h, w), generator, source)
