@@ -117,6 +117,28 @@ inline void score_block(const float* xs, int d_runtime, const float* ct, const f
   }
 }
 
+// Copies codes [k0, k0 + kk) transposed into ct (d, kt) and their bias into bias (kt), kt = kk rounded up to W;
+// padding codes are zero with an infinite bias, so they never win. Returns kt.
+inline int load_tile(const float* c, const float* cn, int d, int64_t k0, int kk, float* ct, float* bias) {
+  const int kt = (kk + W - 1) / W * W;
+  for (int j = 0; j < d; ++j) {
+    float* row = ct + static_cast<int64_t>(j) * kt;
+    for (int q = 0; q < kk; ++q) row[q] = c[(k0 + q) * d + j];
+    for (int q = kk; q < kt; ++q) row[q] = 0.0f;
+  }
+  for (int q = 0; q < kk; ++q) bias[q] = cn[k0 + q];
+  for (int q = kk; q < kt; ++q) bias[q] = std::numeric_limits<float>::infinity();
+  return kt;
+}
+
+// Writes latents [r0, r0 + m) scaled by -2 (exact) into the block xs (R, d); rows past the end of a ragged
+// block are scored as zeros and dropped.
+template <int R>
+inline void load_block(const float* x, int64_t r0, int m, int d, float* xs) {
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < d; ++j) xs[r * d + j] = r < m ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
+}
+
 template <int R, int DC, int V>
 void search_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile,
                  float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
@@ -126,25 +148,15 @@ void search_rows(const float* x, int64_t n, int d, const float* c, const float* 
   }
   for (int64_t k0 = 0; k0 < num_codes; k0 += ktile) {
     const int kk = static_cast<int>(num_codes - k0 < ktile ? num_codes - k0 : ktile);
-    const int kt = (kk + W - 1) / W * W;
-    // Transpose the tile into (d, kt); padding codes are zero with an infinite bias, so they never win.
-    for (int j = 0; j < d; ++j) {
-      float* row = ct + static_cast<int64_t>(j) * kt;
-      for (int k = 0; k < kk; ++k) row[k] = c[(k0 + k) * d + j];
-      for (int k = kk; k < kt; ++k) row[k] = 0.0f;
-    }
-    for (int k = 0; k < kk; ++k) bias[k] = cn[k0 + k];
-    for (int k = kk; k < kt; ++k) bias[k] = std::numeric_limits<float>::infinity();
+    const int kt = load_tile(c, cn, d, k0, kk, ct, bias);
     for (int64_t r0 = 0; r0 < n; r0 += R) {
       const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
       float best[R];
       int32_t arg[R];
+      load_block<R>(x, r0, m, d, xs);
       for (int r = 0; r < R; ++r) {
-        // Rows past the end of a ragged block are scored as zeros and dropped.
-        const bool real = r < m;
-        for (int j = 0; j < d; ++j) xs[r * d + j] = real ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
-        best[r] = real ? out_d[r0 + r] : std::numeric_limits<float>::infinity();
-        arg[r] = real ? static_cast<int32_t>(out_i[r0 + r]) : 0;
+        best[r] = r < m ? out_d[r0 + r] : std::numeric_limits<float>::infinity();
+        arg[r] = r < m ? static_cast<int32_t>(out_i[r0 + r]) : 0;
       }
       score_block<R, DC, V>(xs, d, ct, bias, kt, static_cast<int32_t>(k0), best, arg);
       for (int r = 0; r < m; ++r) {
@@ -217,18 +229,10 @@ void topk_rows(const float* x, int64_t n, int d, const float* c, const float* cn
   }
   for (int64_t k0 = 0; k0 < num_codes; k0 += ktile) {
     const int kk = static_cast<int>(num_codes - k0 < ktile ? num_codes - k0 : ktile);
-    const int kt = (kk + W - 1) / W * W;
-    for (int j = 0; j < d; ++j) {
-      float* row = ct + static_cast<int64_t>(j) * kt;
-      for (int q = 0; q < kk; ++q) row[q] = c[(k0 + q) * d + j];
-      for (int q = kk; q < kt; ++q) row[q] = 0.0f;
-    }
-    for (int q = 0; q < kk; ++q) bias[q] = cn[k0 + q];
-    for (int q = kk; q < kt; ++q) bias[q] = std::numeric_limits<float>::infinity();
+    const int kt = load_tile(c, cn, d, k0, kk, ct, bias);
     for (int64_t r0 = 0; r0 < n; r0 += R) {
       const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
-      for (int r = 0; r < R; ++r)
-        for (int j = 0; j < d; ++j) xs[r * d + j] = r < m ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
+      load_block<R>(x, r0, m, d, xs);
       topk_block<R, DC>(xs, d, ct, bias, kt, k0, m, k, out_d + r0 * k, out_i + r0 * k);
     }
   }
