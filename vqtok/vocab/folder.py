@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -18,9 +18,11 @@ from ..tokenizers import BaseTokenizer
 from .text import load_text_tokenizer
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer as TextTokenizer
+
     from .multimodal import MultimodalVocab
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "TEXT_NAME", "VOCAB_NAME", "load_vocab", "save_vocab"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "TEXT_NAME", "VOCAB_NAME", "VocabParts", "read_vocab", "save_vocab"]
 
 VOCAB_NAME = "vocab.json"
 TEXT_NAME = "text/tokenizer.json"
@@ -56,17 +58,25 @@ def save_vocab(vocab: MultimodalVocab, directory: str | os.PathLike[str]) -> Pat
     return directory
 
 
-def load_vocab(
-    cls: type[MultimodalVocab],
-    directory: str | os.PathLike[str],
-    map_location: str | torch.device = "cpu",
-    verify: bool = True,
-) -> MultimodalVocab:
-    """Loads a vocabulary written by :func:`save_vocab` (see :meth:`MultimodalVocab.from_pretrained`).
+class VocabParts(NamedTuple):
+    """What :func:`read_vocab` loads: the constructor arguments of the vocabulary and the recorded layout."""
+
+    text: TextTokenizer
+    tokenizers: dict[str, BaseTokenizer]
+    grid_shapes: dict[str, tuple[int, ...]]
+    max_grid_size: int
+    layout: dict[str, Any]
+
+
+def read_vocab(directory: str | os.PathLike[str], map_location: str | torch.device, verify: bool) -> VocabParts:
+    """Reads and verifies the parts of a folder written by :func:`save_vocab`.
+
+    The caller builds the vocabulary from them and compares its layout with ``layout``
+    (see :meth:`MultimodalVocab.from_pretrained`).
 
     Raises:
-        CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, saved by a
-            newer vqtok, or yields a different id layout than the one recorded.
+        CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving or saved by a
+            newer vqtok.
     """
     directory = Path(directory)
     path = directory / VOCAB_NAME
@@ -97,7 +107,4 @@ def load_vocab(
         for m in layout["modalities"]
     }
     grids = {m["name"]: tuple(m["grid_shape"]) for m in layout["modalities"] if m["grid_shape"] is not None}
-    vocab = cls(text, tokenizers, grid_shapes=grids, max_grid_size=layout["max_grid_size"])
-    if vocab.config() != layout:
-        raise CheckpointError(f"{str(directory)!r}: the loaded parts give a different id layout than recorded")
-    return vocab
+    return VocabParts(text, tokenizers, grids, layout["max_grid_size"], layout)

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._io import CheckpointError
 from ..tokenizers import BaseTokenizer
 from .folder import FORMAT as FORMAT
 from .folder import FORMAT_VERSION as FORMAT_VERSION
 from .folder import TEXT_NAME as TEXT_NAME
 from .folder import VOCAB_NAME as VOCAB_NAME
-from .folder import load_vocab, save_vocab
+from .folder import read_vocab, save_vocab
 from .layout import SPECIAL_TOKENS as SPECIAL_TOKENS
 from .layout import MediaSegment as MediaSegment
 from .layout import ModalityLayout as ModalityLayout
@@ -356,7 +357,11 @@ class MultimodalVocab:
             CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, saved by a
                 newer vqtok, or yields a different id layout than the one recorded.
         """
-        return load_vocab(cls, directory, map_location=map_location, verify=verify)
+        parts = read_vocab(directory, map_location, verify)
+        vocab = cls(parts.text, parts.tokenizers, grid_shapes=parts.grid_shapes, max_grid_size=parts.max_grid_size)
+        if vocab.config() != parts.layout:
+            raise CheckpointError(f"{str(directory)!r}: the loaded parts give a different id layout than recorded")
+        return vocab
 
     def __repr__(self) -> str:
         mods = ", ".join(f"{n}: {lay.num_ids}" for n, lay in self.layouts.items())
