@@ -139,10 +139,13 @@ inline void load_block(const float* x, int64_t r0, int m, int d, float* xs) {
     for (int j = 0; j < d; ++j) xs[r * d + j] = r < m ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
 }
 
-template <int R, int DC, int V>
-void search_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile,
-                 float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
-  for (int64_t i = 0; i < n; ++i) {
+// The loop nest shared by both searches: fills the n_out outputs with (+inf, 0), then for each code tile
+// (transposed once) calls block(kt, k0, r0, m) for each block of R latents loaded into xs.
+template <int R, class Block>
+inline void walk_blocks(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes,
+                        int ktile, float* ct, float* bias, float* xs, float* out_d, int64_t* out_i, int64_t n_out,
+                        Block&& block) {
+  for (int64_t i = 0; i < n_out; ++i) {
     out_d[i] = std::numeric_limits<float>::infinity();
     out_i[i] = 0;
   }
@@ -151,20 +154,29 @@ void search_rows(const float* x, int64_t n, int d, const float* c, const float* 
     const int kt = load_tile(c, cn, d, k0, kk, ct, bias);
     for (int64_t r0 = 0; r0 < n; r0 += R) {
       const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
-      float best[R];
-      int32_t arg[R];
       load_block<R>(x, r0, m, d, xs);
-      for (int r = 0; r < R; ++r) {
-        best[r] = r < m ? out_d[r0 + r] : std::numeric_limits<float>::infinity();
-        arg[r] = r < m ? static_cast<int32_t>(out_i[r0 + r]) : 0;
-      }
-      score_block<R, DC, V>(xs, d, ct, bias, kt, static_cast<int32_t>(k0), best, arg);
-      for (int r = 0; r < m; ++r) {
-        out_d[r0 + r] = best[r];
-        out_i[r0 + r] = arg[r];
-      }
+      block(kt, k0, r0, m);
     }
   }
+}
+
+template <int R, int DC, int V>
+void search_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile,
+                 float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
+  walk_blocks<R>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i, n,
+                 [&](int kt, int64_t k0, int64_t r0, int m) {
+                   float best[R];
+                   int32_t arg[R];
+                   for (int r = 0; r < R; ++r) {
+                     best[r] = r < m ? out_d[r0 + r] : std::numeric_limits<float>::infinity();
+                     arg[r] = r < m ? static_cast<int32_t>(out_i[r0 + r]) : 0;
+                   }
+                   score_block<R, DC, V>(xs, d, ct, bias, kt, static_cast<int32_t>(k0), best, arg);
+                   for (int r = 0; r < m; ++r) {
+                     out_d[r0 + r] = best[r];
+                     out_i[r0 + r] = arg[r];
+                   }
+                 });
 }
 
 // ------------------------------------------------------------------------------------------- top-k
@@ -223,19 +235,10 @@ inline void topk_block(const float* xs, int d_runtime, const float* ct, const fl
 template <int R, int DC>
 void topk_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile, int k,
                float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
-  for (int64_t i = 0; i < n * k; ++i) {
-    out_d[i] = std::numeric_limits<float>::infinity();
-    out_i[i] = 0;
-  }
-  for (int64_t k0 = 0; k0 < num_codes; k0 += ktile) {
-    const int kk = static_cast<int>(num_codes - k0 < ktile ? num_codes - k0 : ktile);
-    const int kt = load_tile(c, cn, d, k0, kk, ct, bias);
-    for (int64_t r0 = 0; r0 < n; r0 += R) {
-      const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
-      load_block<R>(x, r0, m, d, xs);
-      topk_block<R, DC>(xs, d, ct, bias, kt, k0, m, k, out_d + r0 * k, out_i + r0 * k);
-    }
-  }
+  walk_blocks<R>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i, n * k,
+                 [&](int kt, int64_t k0, int64_t r0, int m) {
+                   topk_block<R, DC>(xs, d, ct, bias, kt, k0, m, k, out_d + r0 * k, out_i + r0 * k);
+                 });
 }
 
 }  // namespace
