@@ -241,6 +241,14 @@ void topk_rows(const float* x, int64_t n, int d, const float* c, const float* cn
                  });
 }
 
+// Carves the caller's scratch (vqtok_nearest_scratch floats) into the transposed tile (ktile, d), its bias
+// (ktile) and the latent block (MAX_R, d); ktile is already a multiple of W.
+inline void split_scratch(float* scratch, int ktile, int d, float*& ct, float*& bias, float*& xs) {
+  ct = scratch;
+  bias = ct + static_cast<int64_t>(ktile) * d;
+  xs = bias + ktile;
+}
+
 }  // namespace
 
 extern "C" {
@@ -258,9 +266,8 @@ int vqtok_nearest_f32(const float* x, int64_t n, int d, const float* c, const fl
                       int ktile, float* scratch, float* out_d, int64_t* out_i) {
   if (n < 0 || d < 1 || num_codes < 1 || ktile < 1 || num_codes > std::numeric_limits<int32_t>::max()) return 1;
   ktile = (ktile + W - 1) / W * W;
-  float* ct = scratch;
-  float* bias = ct + static_cast<int64_t>(ktile) * d;
-  float* xs = bias + ktile;
+  float *ct, *bias, *xs;
+  split_scratch(scratch, ktile, d, ct, bias, xs);
   switch (d) {
     case 8:
       search_rows<8, 8, 1>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i);
@@ -283,9 +290,8 @@ int vqtok_topk_f32(const float* x, int64_t n, int d, const float* c, const float
                    int k, float* scratch, float* out_d, int64_t* out_i) {
   if (n < 0 || d < 1 || num_codes < 1 || ktile < 1 || k < 1 || k > num_codes) return 1;
   ktile = (ktile + W - 1) / W * W;
-  float* ct = scratch;
-  float* bias = ct + static_cast<int64_t>(ktile) * d;
-  float* xs = bias + ktile;
+  float *ct, *bias, *xs;
+  split_scratch(scratch, ktile, d, ct, bias, xs);
   switch (d) {
     case 8:
       topk_rows<8, 8>(x, n, d, c, cn, num_codes, ktile, k, ct, bias, xs, out_d, out_i);
