@@ -42,66 +42,30 @@ token layout ``(B, ..., *index_shape)`` and ``(B, ...)``.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ._checks import (
+    EncodeOptionError,
+    NonFiniteError,
+    check_finite,
+    check_index_tensor,
+    check_latents,
+    check_mask,
+    checks_enabled,
+    fp32_region,
+    require_finite,
+    skip_input_checks,
+)
+from ._output import QuantizerOutput
+
 __all__ = ["EncodeOptionError", "NonFiniteError", "Quantizer", "QuantizerOutput", "skip_input_checks"]
-
-_CHECKS_ENABLED = True
-
-
-@contextlib.contextmanager
-def skip_input_checks() -> Iterator[None]:
-    """Turns off the NaN/Inf and index-range checks, which each cost one host sync.
-
-    Shape and dtype checks stay on: they are free.
-    """
-    global _CHECKS_ENABLED
-    previous = _CHECKS_ENABLED
-    _CHECKS_ENABLED = False
-    try:
-        yield
-    finally:
-        _CHECKS_ENABLED = previous
-
-
-class NonFiniteError(ValueError):
-    """NaN/Inf latents (after the cast to fp32), parameters or buffers, or an fp32 overflow inside a quantizer."""
-
-
-class EncodeOptionError(TypeError, ValueError):
-    """An ``encode`` keyword argument the quantizer does not accept.
-
-    A ``TypeError`` like any unexpected keyword argument; also a ``ValueError`` because some quantizers
-    raised that before the rule was shared.
-    """
-
-
-@dataclass
-class QuantizerOutput:
-    """What every quantizer's ``forward`` returns, whatever its options.
-
-    Attributes:
-        quantized: ``(..., D)``, same shape and dtype as the latents; straight-through in training.
-        indices: ``(..., *index_shape)`` int64 codebook ids.
-        loss: Scalar, already weighted; ``zeros(())`` when the method has no auxiliary loss.
-        losses: Unweighted loss terms, for logging.
-        metrics: Detached statistics (perplexity, usage, ...).
-    """
-
-    quantized: Tensor
-    indices: Tensor
-    loss: Tensor
-    losses: dict[str, Tensor] = field(default_factory=dict)
-    metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Quantizer(nn.Module, ABC):
@@ -173,7 +137,7 @@ class Quantizer(nn.Module, ABC):
         self._check_latents(latents)
         if mask is not None:
             mask = self._check_mask(mask, latents.shape[:-1])
-        with _fp32_region(latents):
+        with fp32_region(latents):
             latents32 = latents.float()
             self._check_finite(latents32, latents)
             out = self._quantize_tokens(latents32, mask, options)
@@ -212,7 +176,7 @@ class Quantizer(nn.Module, ABC):
             )
         latents = self._to_channels_last(latents)
         self._check_latents(latents)
-        with _fp32_region(latents):
+        with fp32_region(latents):
             latents32 = latents.float()
             self._check_finite(latents32, latents)
             return self._encode_tokens(latents32, options)
@@ -231,7 +195,7 @@ class Quantizer(nn.Module, ABC):
         """
         indices = self._check_indices(indices)
         self._check_finite(None, None)
-        with _fp32_region(indices):
+        with fp32_region(indices):
             return self._to_channels_first(self._decode_tokens(indices))
 
     def quantize_with_indices(self, latents: Tensor, indices: Tensor) -> QuantizerOutput:
@@ -261,7 +225,7 @@ class Quantizer(nn.Module, ABC):
             raise ValueError(
                 f"indices shape {tuple(indices.shape)} does not match the latents' leading shape {tuple(lead)}"
             )
-        with _fp32_region(latents):
+        with fp32_region(latents):
             flat = latents.reshape(-1, self.dim).float()
             out = self._quantize_with_indices(flat, indices.reshape(flat.shape[0], *indices.shape[len(lead) :]))
         return QuantizerOutput(
@@ -355,94 +319,36 @@ class Quantizer(nn.Module, ABC):
 
     # ------------------------------------------------------------------------------------- checking
     def _check_latents(self, latents: Tensor) -> None:
-        if not isinstance(latents, Tensor):
-            raise ValueError(f"latents must be a torch.Tensor, got {type(latents).__name__}")
-        if not latents.is_floating_point():
-            raise ValueError(f"latents must be floating point, got dtype {latents.dtype}")
-        if latents.ndim < 1 or latents.shape[-1] != self.dim:
-            raise ValueError(
-                f"{type(self).__name__} expects channels-last latents (..., {self.dim}), "
-                f"got shape {tuple(latents.shape)}"
-            )
+        check_latents(type(self).__name__, latents, self.dim)
 
     def _float_state(self) -> Iterator[tuple[str, Tensor]]:
         named = itertools.chain(self.named_parameters(), self.named_buffers())
         return ((name, t) for name, t in named if t.is_floating_point() and t.numel())
 
     def _check_finite(self, latents32: Tensor | None, original: Tensor | None) -> None:
-        """Raises :class:`NonFiniteError` if the fp32 latents or any float parameter/buffer is not finite.
-
-        One host sync for everything: the min and max of each tensor (no temporary the size of the
-        input) are stacked and tested at once; NaN propagates through both and Inf shows in one.
-        """
-        if not _CHECKS_ENABLED:
-            return
-        state = list(self._float_state())
-        tensors = [t for _, t in state]
-        if latents32 is not None and latents32.numel():
-            tensors.append(latents32)
-        if not tensors:
-            return
-        extremes = torch.stack([torch.stack(torch.aminmax(t.detach())).float() for t in tensors])
-        if bool(torch.isfinite(extremes).all()):
-            return
-        for name, t in state:
-            if not bool(torch.isfinite(t.detach()).all()):
-                bad = int((~torch.isfinite(t.detach())).sum())
-                raise NonFiniteError(
-                    f"{type(self).__name__} {name!r} holds {bad} NaN/Inf value(s) (corrupt or diverged weights); "
-                    "refusing to quantize with it"
-                )
-        assert latents32 is not None and original is not None
-        bad_mask = ~torch.isfinite(latents32)
-        first = original[bad_mask][0].item()
-        raise NonFiniteError(
-            f"{type(self).__name__} got latents with {int(bad_mask.sum())} value(s) that are not finite in float32 "
-            f"(NaN, Inf, or magnitude above {torch.finfo(torch.float32).max:.3g}); first offending value: {first!r}"
-        )
+        """Raises :class:`NonFiniteError` if the fp32 latents or any float parameter/buffer is not finite."""
+        check_finite(type(self).__name__, list(self._float_state()), latents32, original)
 
     def require_finite(self, tensor: Tensor, what: str, latents: Tensor | None = None) -> None:
         """Raises :class:`NonFiniteError` naming this quantizer if ``tensor`` holds NaN/Inf.
 
-        For subclasses, on intermediates that finite latents can still overflow in fp32 (learned
-        projections of latents near 3.4e38). Skipped under :func:`skip_input_checks`.
-
-        Args:
-            tensor: The values to check.
-            what: What ``tensor`` is, for the message (e.g. ``"the projected latents"``).
-            latents: The fp32 latents it came from, to report their largest magnitude.
+        For subclasses, on intermediates that finite latents can still overflow in fp32 (learned projections of
+        latents near 3.4e38): ``what`` names ``tensor`` in the message, ``latents`` gives the largest magnitude.
+        Skipped under :func:`skip_input_checks`.
         """
-        if not _CHECKS_ENABLED or tensor.numel() == 0 or bool(torch.isfinite(tensor.detach()).all()):
-            return
-        peak = f" (largest |latent| {_abs_max(latents):.3g})" if latents is not None and latents.numel() else ""
-        raise NonFiniteError(
-            f"{type(self).__name__} overflowed float32 computing {what} from finite latents{peak}; rescale the latents"
-        )
+        require_finite(type(self).__name__, tensor, what, latents)
 
     def _check_mask(self, mask: Tensor, lead: torch.Size) -> Tensor:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-            raise ValueError(f"mask must be a bool tensor, got {got}")
-        if mask.shape != lead:
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the latents' leading shape {tuple(lead)}")
-        return mask
+        return check_mask(mask, lead)
 
     def _check_indices(self, indices: Tensor) -> Tensor:
         """Validates dtype, trailing shape and range; returns int64 indices."""
-        if not isinstance(indices, Tensor):
-            raise ValueError(f"indices must be a torch.Tensor, got {type(indices).__name__}")
-        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-            raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
-        trailing = tuple(self.index_shape)
-        if indices.ndim < len(trailing) or tuple(indices.shape[indices.ndim - len(trailing) :]) != trailing:
-            expected = "(..., " + ", ".join(map(str, trailing)) + ")" if trailing else "(...)"
-            raise ValueError(f"{type(self).__name__} expects indices of shape {expected}, got {tuple(indices.shape)}")
-        indices = indices.long()
+        indices = check_index_tensor(type(self).__name__, indices, tuple(self.index_shape))
         self._check_index_range(indices)
         return indices
 
     def _check_index_range(self, indices: Tensor) -> None:
-        if not _CHECKS_ENABLED or indices.numel() == 0:
+        if not checks_enabled() or indices.numel() == 0:
             return
         upper = self._index_upper_bounds()
         low = int(indices.min())
@@ -486,15 +392,3 @@ class Quantizer(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, codebook_size={self.codebook_size}, index_shape={tuple(self.index_shape)}"
-
-
-def _abs_max(t: Tensor) -> float:
-    return max(float(t.detach().amax()), -float(t.detach().amin()))
-
-
-@contextlib.contextmanager
-def _fp32_region(reference: Tensor) -> Iterator[None]:
-    """Disables autocast so that distances and statistics are computed in fp32."""
-    device_type = reference.device.type if reference.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
-    with torch.autocast(device_type=device_type, enabled=False):
-        yield
