@@ -9,7 +9,10 @@ Everything is expressed as a distance where smaller is better: squared L2, or th
   codecs add the stored float32 norm ``||r_hat||^2`` instead of ``||C||^2``;
 * inner product: ``-<q, c> - sum_m iplut(q)[m, i_m]``, one table per query shared by all its lists.
 
-Lists are visited one at a time with all the queries that probe them, so every operation is a batched gather.
+With the compiled kernel (:mod:`vqtok.kernels.adc_scan`) each query walks its probed lists summing table entries
+over the packed codes into a running top-k heap, as faiss does. Without it (no compiler, or
+``VQTOK_DISABLE_CPU_EXT=1``) lists are visited one at a time with all the queries that probe them, so every
+operation is a batched torch gather; both give the same distances and, but for exact ties, the same rows.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import nearest
+from ...kernels.adc_scan import ivf_adc_scan, scan_available
 from ..search import unpack_chunk
 from .refine import exact_scores
 
@@ -46,8 +50,15 @@ def _tables(index, q: Tensor, coarse_d: Tensor) -> tuple[Tensor, Tensor, Tensor]
 
 
 @torch.no_grad()
-def scan_lists(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
-    """The ``k`` smallest distances over the probed lists: ``(distances (Q, k), rows (Q, k))``, rows -1 if fewer."""
+def scan_lists(index, queries: Tensor, k: int, nprobe: int, use_kernel: bool | None = None) -> tuple[Tensor, Tensor]:
+    """The ``k`` smallest distances over the probed lists: ``(distances (Q, k), rows (Q, k))``, rows -1 if fewer.
+
+    ``use_kernel``: ``None`` uses the compiled scan when it is available (codes only), ``False`` the torch path.
+    """
+    if use_kernel is None:
+        use_kernel = index.codec is not None and scan_available()
+    if use_kernel:
+        return _scan_kernel(index, queries, k, nprobe)
     store = index.lists
     out_d, out_r = [], []
     for b0 in range(0, queries.shape[0], _QUERY_BATCH):
@@ -81,6 +92,30 @@ def scan_lists(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Ten
         best, order = torch.topk(buf_d.view(qn, p * k), min(k, p * k), dim=1, largest=False, sorted=True)
         out_d.append(best)
         out_r.append(buf_r.view(qn, p * k).gather(1, order))
+    return torch.cat(out_d), torch.cat(out_r)
+
+
+def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
+    store = index.lists
+    norms = store.payloads.get("norms")
+    out_d, out_r = [], []
+    for b0 in range(0, queries.shape[0], _QUERY_BATCH):
+        q = queries[b0 : b0 + _QUERY_BATCH]
+        coarse_d, lists = probe(q, index.coarse, nprobe, index.metric)
+        per_query, per_list, qterm = _tables(index, q, coarse_d)
+        d, r = ivf_adc_scan(
+            per_query.float().contiguous(),
+            per_list.float().contiguous() if index.metric == "l2" else None,
+            qterm.float().contiguous(),
+            lists.contiguous(),
+            store.payloads["codes"].contiguous(),
+            None if norms is None else norms.float().contiguous(),
+            store.offsets.contiguous(),
+            index.codec.codebook_bits,
+            k,
+        )
+        out_d.append(d)
+        out_r.append(r)
     return torch.cat(out_d), torch.cat(out_r)
 
 
