@@ -124,7 +124,11 @@ class Index:
         if self.nlist:
             if x.shape[0] < self.nlist:
                 raise ValueError(f"IVF{self.nlist} needs at least {self.nlist} training vectors, got {x.shape[0]}")
-            self.coarse = kmeans(x, self.nlist, iters=20, seed=self.seed)
+            # faiss's coarse clustering (10 iterations, only empty clusters split). Splitting one-point clusters
+            # too (the codecs' default) balances the lists: on MiniLM's word-piece table, IVF128 scans ~30 % fewer
+            # vectors at equal nprobe and finds the nearest neighbour's list less often (0.30 vs 0.34 at
+            # nprobe=1), about equal at equal vectors scanned; equal nprobe then means equal work (docs/vectors.md).
+            self.coarse = kmeans(x, self.nlist, iters=10, seed=self.seed, min_points=0)
         if self.codec is not None and not self.codec.is_fitted:
             self.codec.fit(self._residuals(x, self._assign(x)))
         if self.refine == "sq8":
