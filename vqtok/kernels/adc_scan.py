@@ -1,4 +1,9 @@
-"""Inverted-file ADC scan kernel (``_cpu_scan.cpp``): lookup-table sums over packed codes with a running top-k.
+"""Inverted-file ADC scan kernels: exact float tables (``_cpu_scan.cpp``) and 4-bit fast scan (``_cpu_fastscan.cpp``).
+
+:func:`ivf_adc_scan` sums float lookup-table entries over packed codes of any width into a running top-k per query.
+:func:`ivf_fastscan` is faiss's "fast scan" idea for 4-bit PQ: per (query, list) the tables are quantized to uint8,
+32 rows are summed at once with byte shuffles and 16-bit adds, and the ``cand`` best approximate candidates of each
+query are re-scored exactly (see the source for the details and the approximation).
 
 Built, cached and loaded like the nearest-code kernel (:func:`vqtok.kernels._cpu_ext.build_library`); without a
 compiler or with ``VQTOK_DISABLE_CPU_EXT=1`` :func:`scan_available` is ``False`` and callers use their torch path
@@ -19,12 +24,38 @@ from torch import Tensor
 
 from ._cpu_ext import build_library, thread_pool
 
-__all__ = ["ivf_adc_scan", "scan_available"]
+__all__ = ["fastscan_available", "ivf_adc_scan", "ivf_fastscan", "scan_available"]
 
 logger = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).with_name("_cpu_scan.cpp")
-_LIB_NAME = "vqtok_cpu_scan.so"
+_SOURCES = {
+    "scan": (Path(__file__).with_name("_cpu_scan.cpp"), "vqtok_cpu_scan.so", "vqtok_ivf_adc_scan"),
+    "fastscan": (Path(__file__).with_name("_cpu_fastscan.cpp"), "vqtok_cpu_fastscan.so", "vqtok_ivf_fastscan"),
+}
+_I64, _I32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+_ARGTYPES = {
+    "scan": [
+        _PTR,
+        _PTR,
+        _PTR,
+        _PTR,
+        _I64,
+        _I64,
+        _I32,
+        _PTR,
+        _I32,
+        _PTR,
+        _PTR,
+        _I64,
+        _I32,
+        _I32,
+        _I32,
+        _PTR,
+        _PTR,
+        _PTR,
+    ],
+    "fastscan": [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I32, _PTR, _I32, _PTR, _I64, _I32, _I32, _I32, _PTR, _PTR],
+}
 # Queries per thread below which another thread costs more than it saves.
 _MIN_QUERIES_PER_THREAD = 16
 
@@ -32,27 +63,31 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _load() -> ctypes.CDLL | None:
-    if "lib" in _state:
-        return _state["lib"]  # type: ignore[return-value]
+def _load(which: str = "scan") -> ctypes.CDLL | None:
+    if which in _state:
+        return _state[which]  # type: ignore[return-value]
     with _lock:
-        if "lib" not in _state:
-            lib, reason = build_library(_SOURCE, _LIB_NAME)
+        if which not in _state:
+            source, name, symbol = _SOURCES[which]
+            lib, reason = build_library(source, name)
             if lib is not None:
-                i64, i32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-                lib.vqtok_ivf_adc_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i32, ptr, i32, ptr, ptr, i64]
-                lib.vqtok_ivf_adc_scan.argtypes += [i32, i32, i32, ptr, ptr, ptr]
-                lib.vqtok_ivf_adc_scan.restype = i32
+                fn = getattr(lib, symbol)
+                fn.argtypes, fn.restype = _ARGTYPES[which], _I32
             else:
-                logger.info("vqtok ADC scan kernel unavailable (%s); using the torch path", reason)
-            _state["reason"] = reason
-            _state["lib"] = lib
-    return _state["lib"]  # type: ignore[return-value]
+                logger.info("vqtok %s kernel unavailable (%s); using the torch path", which, reason)
+            _state[which + ".reason"] = reason
+            _state[which] = lib
+    return _state[which]  # type: ignore[return-value]
 
 
 def scan_available() -> bool:
-    """Whether the compiled scan kernel can be used (builds it on first call)."""
-    return _load() is not None
+    """Whether the compiled exact scan kernel can be used (builds it on first call)."""
+    return _load("scan") is not None
+
+
+def fastscan_available() -> bool:
+    """Whether the compiled 4-bit fast-scan kernel can be used (builds it on first call)."""
+    return _load("fastscan") is not None
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -93,9 +128,63 @@ def ivf_adc_scan(
         RuntimeError: When the kernel is unavailable or fails.
         ValueError: On operands of the wrong dtype, layout or shape.
     """
-    lib = _load()
+    lib = _load("scan")
     if lib is None:
-        raise RuntimeError(f"the ADC scan kernel is unavailable: {_state.get('reason')}")
+        raise RuntimeError(f"the ADC scan kernel is unavailable: {_state.get('scan.reason')}")
+    _check(qlut, llut, qterm, lists, codes, norms, offsets, nbits, k)
+    qn, m, ksub = qlut.shape
+    nlist, p = offsets.shape[0] - 1, lists.shape[1]
+
+    def run(q0: int, q1: int, out_d: Tensor, out_r: Tensor) -> int:
+        scratch = torch.empty(m * ksub, dtype=torch.float32)
+        return lib.vqtok_ivf_adc_scan(
+            qlut.data_ptr(), _ptr(llut), qterm.data_ptr(), lists.data_ptr(), q0, q1, p, codes.data_ptr(),
+            codes.shape[1], _ptr(norms), offsets.data_ptr(), nlist, m, nbits, k, scratch.data_ptr(),
+            out_d.data_ptr(), out_r.data_ptr(),
+        )  # fmt: skip
+
+    return _run_threads(run, qn, k, f"Q={qn}, M={m}, nbits={nbits}, k={k}")
+
+
+def ivf_fastscan(
+    qlut: Tensor, llut: Tensor | None, qterm: Tensor, lists: Tensor, codes: Tensor, offsets: Tensor, k: int, cand: int
+) -> tuple[Tensor, Tensor]:
+    """4-bit fast scan: :func:`ivf_adc_scan`'s result for ``nbits=4`` and no norms, up to the candidate selection.
+
+    The ``cand >= k`` best rows of each query under uint8-quantized tables are re-scored with the float tables;
+    the returned distances are exact, a true top-k row is missed only if ``cand`` rows beat it after quantization.
+
+    Args:
+        qlut, llut, qterm, lists, codes, offsets: As for :func:`ivf_adc_scan` (``2**nbits = 16``, ``M <= 256``).
+        k: Results per query.
+        cand: Approximate candidates per query re-scored exactly.
+
+    Returns:
+        As :func:`ivf_adc_scan`.
+
+    Raises:
+        RuntimeError: When the kernel is unavailable or fails.
+        ValueError: On malformed operands or ``cand < k``.
+    """
+    lib = _load("fastscan")
+    if lib is None:
+        raise RuntimeError(f"the fast-scan kernel is unavailable: {_state.get('fastscan.reason')}")
+    _check(qlut, llut, qterm, lists, codes, None, offsets, 4, k)
+    qn, m, _ = qlut.shape
+    if cand < k or m > 256:
+        raise ValueError(f"ivf_fastscan needs cand >= k and M <= 256, got cand={cand}, k={k}, M={m}")
+    nlist, p = offsets.shape[0] - 1, lists.shape[1]
+
+    def run(q0: int, q1: int, out_d: Tensor, out_r: Tensor) -> int:
+        return lib.vqtok_ivf_fastscan(
+            qlut.data_ptr(), _ptr(llut), qterm.data_ptr(), lists.data_ptr(), q0, q1, p, codes.data_ptr(),
+            codes.shape[1], offsets.data_ptr(), nlist, m, k, cand, out_d.data_ptr(), out_r.data_ptr(),
+        )  # fmt: skip
+
+    return _run_threads(run, qn, k, f"Q={qn}, M={m}, k={k}, cand={cand}")
+
+
+def _check(qlut, llut, qterm, lists, codes, norms, offsets, nbits: int, k: int) -> None:
     qn, m, ksub = qlut.shape
     nlist = offsets.shape[0] - 1
     p = lists.shape[1]
@@ -118,28 +207,23 @@ def ivf_adc_scan(
             )
     if k < 1 or not 1 <= nbits <= 16:
         raise ValueError(f"ivf_adc_scan needs k >= 1 and 1 <= nbits <= 16, got k={k}, nbits={nbits}")
-    if codes.shape[0] and int(offsets[-1]) > codes.shape[0]:
+    if int(offsets[-1]) > codes.shape[0]:
         raise ValueError(f"ivf_adc_scan: offsets end at {int(offsets[-1])} but there are {codes.shape[0]} codes")
+
+
+def _run_threads(run, qn: int, k: int, what: str) -> tuple[Tensor, Tensor]:
+    """Runs ``run(q0, q1, out_d, out_r)`` on query ranges, one per thread (ctypes releases the GIL)."""
     out_d = torch.empty(qn, k, dtype=torch.float32)
     out_r = torch.empty(qn, k, dtype=torch.long)
     if qn == 0:
         return out_d, out_r
-
-    def run(q0: int, q1: int) -> int:
-        scratch = torch.empty(m * ksub, dtype=torch.float32)
-        return lib.vqtok_ivf_adc_scan(
-            qlut.data_ptr(), _ptr(llut), qterm.data_ptr(), lists.data_ptr(), q0, q1, p, codes.data_ptr(),
-            codes.shape[1], _ptr(norms), offsets.data_ptr(), nlist, m, nbits, k, scratch.data_ptr(),
-            out_d.data_ptr(), out_r.data_ptr(),
-        )  # fmt: skip
-
     threads = max(1, min(torch.get_num_threads(), qn // _MIN_QUERIES_PER_THREAD))
-    if threads == 1:
-        status = [run(0, qn)]
+    step = (qn + threads - 1) // threads
+    bounds = [(q0, min(qn, q0 + step)) for q0 in range(0, qn, step)]
+    if len(bounds) == 1:
+        status = [run(0, qn, out_d, out_r)]
     else:
-        step = (qn + threads - 1) // threads
-        bounds = [(q0, min(qn, q0 + step)) for q0 in range(0, qn, step)]
-        status = list(thread_pool(len(bounds)).map(lambda b: run(*b), bounds))
+        status = list(thread_pool(len(bounds)).map(lambda b: run(*b, out_d, out_r), bounds))
     if any(status):
-        raise RuntimeError(f"the ADC scan kernel failed (codes {status}) for Q={qn}, M={m}, nbits={nbits}, k={k}")
+        raise RuntimeError(f"the ADC scan kernel failed (codes {status}) for {what}")
     return out_d, out_r

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import nearest
-from ...kernels.adc_scan import ivf_adc_scan, scan_available
+from ...kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, scan_available
 from ..search import unpack_chunk
 from .refine import exact_scores
 
@@ -29,6 +29,8 @@ __all__ = ["probe", "rerank", "scan_lists"]
 
 # Queries scanned together (their (M, K) tables are built at once).
 _QUERY_BATCH = 256
+# Fast scan: approximate candidates re-scored exactly per requested neighbour.
+FASTSCAN_CANDIDATES = 2
 
 
 def probe(queries: Tensor, coarse: Tensor | None, nprobe: int, metric: str) -> tuple[Tensor, Tensor]:
@@ -56,7 +58,8 @@ def scan_lists(index, queries: Tensor, k: int, nprobe: int, use_kernel: bool | N
     ``use_kernel``: ``None`` uses the compiled scan when it is available (codes only), ``False`` the torch path.
     """
     if use_kernel is None:
-        use_kernel = index.codec is not None and scan_available()
+        fast = getattr(index, "fast_scan", False)
+        use_kernel = index.codec is not None and (fastscan_available() if fast else scan_available())
     if use_kernel:
         return _scan_kernel(index, queries, k, nprobe)
     store = index.lists
@@ -103,17 +106,18 @@ def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, T
         q = queries[b0 : b0 + _QUERY_BATCH]
         coarse_d, lists = probe(q, index.coarse, nprobe, index.metric)
         per_query, per_list, qterm = _tables(index, q, coarse_d)
-        d, r = ivf_adc_scan(
+        operands = (
             per_query.float().contiguous(),
             per_list.float().contiguous() if index.metric == "l2" else None,
             qterm.float().contiguous(),
             lists.contiguous(),
             store.payloads["codes"].contiguous(),
-            None if norms is None else norms.float().contiguous(),
-            store.offsets.contiguous(),
-            index.codec.codebook_bits,
-            k,
         )
+        if getattr(index, "fast_scan", False):
+            d, r = ivf_fastscan(*operands, store.offsets.contiguous(), k, FASTSCAN_CANDIDATES * k)
+        else:
+            norms_ = None if norms is None else norms.float().contiguous()
+            d, r = ivf_adc_scan(*operands, norms_, store.offsets.contiguous(), index.codec.codebook_bits, k)
         out_d.append(d)
         out_r.append(r)
     return torch.cat(out_d), torch.cat(out_r)
