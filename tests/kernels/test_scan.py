@@ -7,7 +7,7 @@ import torch
 
 from vqtok.kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, scan_available
 from vqtok.vectors.index import index_factory
-from vqtok.vectors.index.scan import scan_lists
+from vqtok.vectors.index.scan import rerank, scan_lists
 
 pytestmark = pytest.mark.skipif(not scan_available(), reason="no C++ compiler for the scan kernel")
 
@@ -113,3 +113,20 @@ def test_fast_scan_kernel_rejects_non_4_bit_operands() -> None:
         ivf_fastscan(qlut, None, qterm, lists, codes, offsets, 3, 6)
     with pytest.raises(ValueError, match="cand"):
         ivf_fastscan(torch.zeros(2, 8, 16), None, qterm, lists, codes, offsets, 3, 2)
+
+
+@pytest.mark.parametrize(("desc", "metric"), [("IVF8,PQ4,Refine(SQ8)", "l2"), ("IVF8,PQ4,Refine(Flat)", "ip")])
+def test_compiled_rerank_matches_torch_path(data, desc: str, metric: str) -> None:
+    train, db, q = data
+    index = index_factory(DIM, desc, metric=metric, **FAST).train(train)
+    index.add(db)
+    _, rows = scan_lists(index, q, 40, 2)
+    rows[:, -3:] = -1  # missing candidates are skipped
+    d_ref, r_ref = rerank(index, q, rows, 10, use_kernel=False)
+    d, r = rerank(index, q, rows, 10, use_kernel=True)
+    torch.testing.assert_close(d, d_ref, rtol=1e-5, atol=1e-4)
+    step = (d_ref[:, 1:] - d_ref[:, :-1]).abs()
+    clear = torch.cat([step[:, :1], torch.minimum(step[:, 1:], step[:, :-1]), step[:, -1:]], 1) > 1e-3
+    assert torch.equal(r[clear], r_ref[clear]) and clear.float().mean() > 0.8
+    d, r = rerank(index, q, torch.full((q.shape[0], 5), -1), 10, use_kernel=True)
+    assert d.shape == (q.shape[0], 5) and bool((r == -1).all()) and bool(torch.isinf(d).all())

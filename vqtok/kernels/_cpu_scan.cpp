@@ -202,4 +202,41 @@ int vqtok_ivf_adc_scan(const float* qlut, const float* llut, const float* qterm,
   return 0;
 }
 
+// Re-scores candidate rows (Q, C) (-1: none) against their stored vectors, float32 (flat) or SQ8 bytes decoded as
+// offset[j] + code * scale[j]; keeps the k best per query. Distance: squared L2, or the negated inner product when
+// ip != 0. Rows [q0, q1). Returns 0, or 1 on bad arguments.
+int vqtok_rerank(const float* queries, int64_t q0, int64_t q1, int D, const int64_t* rows, int C, const float* flat,
+                 const uint8_t* sq8, const float* scale, const float* offset, int ip, int k, float* out_d,
+                 int64_t* out_r) {
+  if (D < 1 || C < 1 || k < 1 || (flat == nullptr) == (sq8 == nullptr)) return 1;
+  for (int64_t q = q0; q < q1; ++q) {
+    const float* x = queries + q * D;
+    Heap h{out_d + q * k, out_r + q * k, k};
+    for (int c = 0; c < C; ++c) {
+      const int64_t row = rows[q * C + c];
+      if (row < 0) continue;
+      float acc = 0.f;
+      if (flat) {
+        const float* v = flat + row * D;
+        if (ip)
+          for (int j = 0; j < D; ++j) acc -= x[j] * v[j];
+        else
+          for (int j = 0; j < D; ++j) acc += (x[j] - v[j]) * (x[j] - v[j]);
+      } else {
+        const uint8_t* v = sq8 + row * D;
+        if (ip)
+          for (int j = 0; j < D; ++j) acc -= x[j] * (offset[j] + v[j] * scale[j]);
+        else
+          for (int j = 0; j < D; ++j) {
+            float t = x[j] - (offset[j] + v[j] * scale[j]);
+            acc += t * t;
+          }
+      }
+      offer(h, acc, row);
+    }
+    h.finish();
+  }
+  return 0;
+}
+
 }  // extern "C"

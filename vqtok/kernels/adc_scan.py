@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ._cpu_ext import build_library, thread_pool
 
-__all__ = ["fastscan_available", "ivf_adc_scan", "ivf_fastscan", "scan_available"]
+__all__ = ["fastscan_available", "ivf_adc_scan", "ivf_fastscan", "rerank_rows", "scan_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ _ARGTYPES = {
         _PTR,
     ],
     "fastscan": [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I32, _PTR, _I32, _PTR, _I64, _I32, _I32, _I32, _PTR, _PTR],
+    "rerank": [_PTR, _I64, _I64, _I32, _PTR, _I32, _PTR, _PTR, _PTR, _PTR, _I32, _I32, _PTR, _PTR],
 }
 # Queries per thread below which another thread costs more than it saves.
 _MIN_QUERIES_PER_THREAD = 16
@@ -73,6 +74,8 @@ def _load(which: str = "scan") -> ctypes.CDLL | None:
             if lib is not None:
                 fn = getattr(lib, symbol)
                 fn.argtypes, fn.restype = _ARGTYPES[which], _I32
+                if which == "scan":
+                    lib.vqtok_rerank.argtypes, lib.vqtok_rerank.restype = _ARGTYPES["rerank"], _I32
             else:
                 logger.info("vqtok %s kernel unavailable (%s); using the torch path", which, reason)
             _state[which + ".reason"] = reason
@@ -182,6 +185,56 @@ def ivf_fastscan(
         )  # fmt: skip
 
     return _run_threads(run, qn, k, f"Q={qn}, M={m}, k={k}, cand={cand}")
+
+
+def rerank_rows(
+    queries: Tensor, rows: Tensor, k: int, metric: str, flat: Tensor | None = None, sq8: tuple | None = None
+) -> tuple[Tensor, Tensor]:
+    """Re-scores candidate ``rows`` against stored vectors and keeps the ``k`` best (smallest distance) per query.
+
+    Args:
+        queries: ``(Q, D)`` fp32.
+        rows: ``(Q, C)`` int64 candidate rows, ``-1`` for none.
+        k: Results per query.
+        metric: ``"l2"`` (squared distance) or ``"ip"`` (negated inner product).
+        flat: ``(N, D)`` fp32 stored vectors, or
+        sq8: ``(codes (N, D) uint8, scale (D,), offset (D,))``: vectors decoded as ``offset + code * scale``.
+
+    Returns:
+        As :func:`ivf_adc_scan`.
+
+    Raises:
+        RuntimeError: When the kernel is unavailable.
+        ValueError: On malformed operands.
+    """
+    lib = _load("scan")
+    if lib is None:
+        raise RuntimeError(f"the ADC scan kernel is unavailable: {_state.get('scan.reason')}")
+    if (flat is None) == (sq8 is None) or metric not in ("l2", "ip"):
+        raise ValueError(f"rerank_rows needs exactly one of flat / sq8 and metric l2 or ip, got {metric!r}")
+    store = flat if flat is not None else sq8[0]
+    qn, dim = queries.shape
+    tensors = {"queries": (queries, torch.float32), "rows": (rows, torch.long), "store": (store, store.dtype)}
+    if sq8 is not None:
+        tensors.update({"scale": (sq8[1], torch.float32), "offset": (sq8[2], torch.float32)})
+    for name, (t, dtype) in tensors.items():
+        if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError(f"rerank_rows: {name} must be a contiguous CPU {dtype} tensor, got {t.dtype}")
+    if rows.ndim != 2 or rows.shape[0] != qn or store.shape[1:] != (dim,) or (rows >= store.shape[0]).any():
+        raise ValueError(f"rerank_rows: rows {tuple(rows.shape)} / store {tuple(store.shape)} do not fit")
+    cands = rows.shape[1]
+    scale, offset = (None, None) if sq8 is None else (sq8[1], sq8[2])
+
+    def run(q0: int, q1: int, out_d: Tensor, out_r: Tensor) -> int:
+        if cands == 0:
+            out_d[q0:q1], out_r[q0:q1] = float("inf"), -1
+            return 0
+        return lib.vqtok_rerank(
+            queries.data_ptr(), q0, q1, dim, rows.data_ptr(), cands, _ptr(flat), _ptr(sq8 and sq8[0]),
+            _ptr(scale), _ptr(offset), int(metric == "ip"), k, out_d.data_ptr(), out_r.data_ptr(),
+        )  # fmt: skip
+
+    return _run_threads(run, qn, k, f"rerank Q={qn}, C={cands}, k={k}")
 
 
 def _check(qlut, llut, qterm, lists, codes, norms, offsets, nbits: int, k: int) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import nearest
-from ...kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, scan_available
+from ...kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, rerank_rows, scan_available
 from ..search import unpack_chunk
 from .refine import exact_scores
 
@@ -124,8 +124,21 @@ def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, T
 
 
 @torch.no_grad()
-def rerank(index, queries: Tensor, rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Re-scores candidate ``rows`` ``(Q, C)`` (-1: none) with the refine payload; keeps the ``k`` best."""
+def rerank(index, queries: Tensor, rows: Tensor, k: int, use_kernel: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Re-scores candidate ``rows`` ``(Q, C)`` (-1: none) with the refine payload; keeps the ``k`` best.
+
+    ``use_kernel``: ``None`` uses the compiled loop when available (:func:`vqtok.kernels.adc_scan.rerank_rows`),
+    ``False`` the torch path.
+    """
+    if scan_available() if use_kernel is None else use_kernel:
+        metric = "l2" if index.metric == "l2" else "ip"
+        stored = index.lists.payloads["refine"].contiguous()
+        if index.sq8 is None:
+            return rerank_rows(queries.contiguous(), rows.contiguous(), min(k, rows.shape[1]), metric, flat=stored)
+        scale = (index.sq8.vdiff / 255).float().contiguous()
+        offset = (index.sq8.vmin + 0.5 * scale).float().contiguous()
+        sq8 = (stored, scale, offset)
+        return rerank_rows(queries.contiguous(), rows.contiguous(), min(k, rows.shape[1]), metric, sq8=sq8)
     stored = index.lists.payloads["refine"][rows.clamp_min(0)]  # (Q, C, D) uint8 or float32
     vectors = index.sq8.decode(stored) if index.sq8 is not None else stored.float()
     d = exact_scores(queries, vectors, index.metric)
