@@ -161,10 +161,11 @@ int vqtok_ivf_fastscan(const float* qlut, const float* llut, const float* qterm,
         range = std::max(range, hi - lo);
       }
       const float a = range > 0.f ? 255.f / range : 1.f;
+      // Round half up (values are >= 0): a form the compiler vectorizes, unlike nearbyint.
       for (int m = 0; m < M; ++m)
         for (int j = 0; j < 16; ++j) {
-          float v = std::nearbyint((lut[m * 16 + j] - mins[m]) * a);
-          q8[m * 16 + j] = (uint8_t)std::min(255.f, std::max(0.f, v));
+          float v = (lut[m * 16 + j] - mins[m]) * a + 0.5f;
+          q8[m * 16 + j] = (uint8_t)(int)std::min(255.f, std::max(0.f, v));
         }
       const float inv = 1.f / a;
       float* d = hd.data() + (q - q0) * cand;
@@ -173,7 +174,16 @@ int vqtok_ivf_fastscan(const float* qlut, const float* llut, const float* qterm,
       for (int64_t b = 0; b < nb; ++b) {
         block_sums(blocks.data() + b * cs * BS, q8.data(), M, sums);
         const int64_t rows = std::min<int64_t>(BS, n - b * BS);
-        for (int i = 0; i < rows; ++i) heap_push(d, r, cand, hnq, base + sums[i] * inv, s + b * BS + i);
+        // Once the heap is full, an integer pre-test skips the rows whose quantized sum cannot beat its worst
+        // entry (one compare per row instead of a float conversion and a heap test); rows at the bound still
+        // go through the exact (distance, row) test.
+        int64_t bound = std::numeric_limits<int64_t>::max();
+        if (hnq == cand) {
+          const double t = std::ceil(((double)d[0] - base) * a) + 1.0;  // +1: margin for float rounding
+          bound = t > 1e6 ? (int64_t)1e6 : (t < -1.0 ? -1 : (int64_t)t);
+        }
+        for (int i = 0; i < rows; ++i)
+          if (sums[i] <= bound) heap_push(d, r, cand, hnq, base + sums[i] * inv, s + b * BS + i);
       }
     }
   }
