@@ -56,6 +56,8 @@ def test_flat_and_ivf_flat_are_exact_with_all_lists_probed(data, metric: str) ->
         ("OPQ4,PQ4", "l2", 0.6),
         ("IVF16,PQ4", "l2", 0.6),
         ("IVF16,PQ8x4,Refine(SQ8)", "l2", 0.95),
+        ("IVF16,PQ8x4fs", "l2", 0.6),
+        ("IVF16,PQ8x4fs,Refine(Flat)", "ip", 0.9),
         ("OPQ4,IVF16,PQ4,Refine(Flat)", "l2", 0.95),
         ("IVF16,RQ2x6", "ip", 0.4),
         ("IVF16,PQ4", "cosine", 0.5),
@@ -127,6 +129,8 @@ def test_bad_input_fails_clearly(data) -> None:
         ("HNSW32", "not understood"),
         ("RQ4", "RQ<codebooks>x<bits>"),
         ("PQ5", "divisible"),
+        ("PQ4x8fs", "4-bit PQ only"),
+        ("RQ4x4fs", "4-bit PQ only"),
         ("", "non-empty"),
     ]:
         with pytest.raises(ValueError, match=match):
@@ -135,7 +139,7 @@ def test_bad_input_fails_clearly(data) -> None:
         Index(DIM, metric="hamming")
 
 
-@pytest.mark.parametrize("desc", ["Flat", "OPQ4,IVF8,PQ8x4,Refine(SQ8)", "IVF8,RQ2x6"])
+@pytest.mark.parametrize("desc", ["Flat", "OPQ4,IVF8,PQ8x4,Refine(SQ8)", "IVF8,RQ2x6", "IVF8,PQ8x4fs"])
 def test_save_load_round_trip_is_memory_mapped_and_checked(data, tmp_path, desc: str) -> None:
     train, db, q = data
     index = index_factory(DIM, desc, nprobe=4, **FAST).train(train)
@@ -144,6 +148,7 @@ def test_save_load_round_trip_is_memory_mapped_and_checked(data, tmp_path, desc:
     path = tmp_path / "a.vqindex"
     save_index(path, index)
     loaded = load_index(path)
+    assert loaded.fast_scan == index.fast_scan
     d0, i0 = index.search(q, 10)
     d1, i1 = loaded.search(q, 10)
     assert torch.equal(i0, i1) and torch.equal(d0, d1)

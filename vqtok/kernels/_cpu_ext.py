@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .._io import sha256_bytes
 
-__all__ = ["available", "ext_search", "ext_topk", "load", "unavailable_reason"]
+__all__ = ["available", "build_library", "ext_search", "ext_topk", "load", "thread_pool", "unavailable_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,11 @@ def _cache_dir(key: str) -> Path:
     return root / "ext" / key
 
 
-def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
+def build_library(source: Path, lib_name: str) -> tuple[ctypes.CDLL | None, str | None]:
+    """Compiles ``source`` (cached as described in the module docstring) and loads it.
+
+    Shared by every C++ kernel of :mod:`vqtok.kernels`. Returns ``(library, None)`` or ``(None, reason)``.
+    """
     if os.environ.get("VQTOK_DISABLE_CPU_EXT", "0") == "1":
         return None, _DISABLED
     cxx = _compiler()
@@ -117,11 +121,11 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
         return None, "no C++ compiler found (set CXX or install g++)"
     try:
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
-        source = _SOURCE.read_bytes()
+        code = source.read_bytes()
         key = sha256_bytes(
-            b"\0".join([source, " ".join(_FLAGS).encode(), cxx.encode(), version.encode(), _cpu_identity().encode()])
+            b"\0".join([code, " ".join(_FLAGS).encode(), cxx.encode(), version.encode(), _cpu_identity().encode()])
         )[:24]
-        target = _cache_dir(key) / _LIB_NAME
+        target = _cache_dir(key) / lib_name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             # Not vqtok._io.atomic_open: the compiler writes the file itself, and atomic_open first deletes every
@@ -131,7 +135,7 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
             os.close(fd)
             try:
                 out = subprocess.run(
-                    [cxx, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True, timeout=300
+                    [cxx, *_FLAGS, "-o", tmp, str(source)], capture_output=True, text=True, timeout=300
                 )
                 if out.returncode != 0:
                     return None, f"{cxx} failed: {out.stderr.strip()[-2000:]}"
@@ -140,9 +144,20 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-        lib = ctypes.CDLL(str(target))
+        return ctypes.CDLL(str(target)), None
     except (OSError, subprocess.SubprocessError) as err:
         return None, f"{type(err).__name__}: {err}"
+
+
+def thread_pool(workers: int) -> ThreadPoolExecutor:
+    """The kernels' shared pool of at least ``workers`` threads (ctypes calls release the GIL)."""
+    return _executor(workers)
+
+
+def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
+    lib, reason = build_library(_SOURCE, _LIB_NAME)
+    if lib is None:
+        return None, reason
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.vqtok_nearest_scratch.argtypes = [i32, i32]
     lib.vqtok_nearest_scratch.restype = i64

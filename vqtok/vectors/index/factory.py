@@ -5,7 +5,8 @@ Grammar (comma-separated, in this order, each part optional except the payload):
     [OPQ<m>,] [IVF<nlist>,] (Flat | PQ<m>[x<bits>] | RQ<m>x<bits> | LSQ<m>x<bits>) [,Refine(Flat) | ,Refine(SQ8)]
 
 Examples: ``"Flat"``, ``"PQ16"``, ``"OPQ16,PQ16"``, ``"OPQ16,IVF1024,PQ16"``, ``"IVF4096,RQ8x8,Refine(SQ8)"``,
-``"IVF256,PQ32x4"``. ``PQ<m>`` means 8-bit codes, as in faiss. With ``IVF`` the codes encode the residual to the
+``"IVF256,PQ32x4"``, ``"IVF256,PQ32x4fs"`` (4-bit PQ searched with the fast-scan kernel, faiss's name). ``PQ<m>``
+means 8-bit codes, as in faiss. With ``IVF`` the codes encode the residual to the
 list centroid, as faiss's ``IndexIVFPQ`` (``by_residual``).
 """
 
@@ -22,7 +23,7 @@ from .base import Index
 __all__ = ["index_factory"]
 
 _CODECS = {"PQ": PQ, "RQ": RQ, "LSQ": LSQ}
-_PAYLOAD = re.compile(r"^(PQ|RQ|LSQ)(\d+)(?:x(\d+))?$")
+_PAYLOAD = re.compile(r"^(PQ|RQ|LSQ)(\d+)(?:x(\d+))?(fs)?$")
 
 
 def index_factory(dim: int, description: str, metric: str = "l2", **options: Any) -> Index:
@@ -71,6 +72,10 @@ def index_factory(dim: int, description: str, metric: str = "l2", **options: Any
             if name != "PQ" and m.group(3) is None:
                 raise ValueError(f"{where}: write {name}<codebooks>x<bits>, e.g. {name}8x8")
             bits = 8 if m.group(3) is None else _positive(m.group(3), where)
+            if m.group(4) is not None:
+                if name != "PQ" or bits != 4:
+                    raise ValueError(f"{where}: fast scan ('fs') exists for 4-bit PQ only, e.g. PQ16x4fs")
+                kwargs["fast_scan"] = True
             try:
                 codec = _CODECS[name](dim, books, bits, **codec_options)
             except ValueError as err:
@@ -78,7 +83,7 @@ def index_factory(dim: int, description: str, metric: str = "l2", **options: Any
             payload_seen = True
         else:
             raise ValueError(
-                f"{where} is not understood; expected [OPQ<m>,][IVF<n>,](Flat|PQ<m>[x<b>]|RQ<m>x<b>|LSQ<m>x<b>)"
+                f"{where} is not understood; expected [OPQ<m>,][IVF<n>,](Flat|PQ<m>[x<b>][fs]|RQ<m>x<b>|LSQ<m>x<b>)"
                 f"[,Refine(Flat|SQ8)]"
             )
     if not payload_seen:

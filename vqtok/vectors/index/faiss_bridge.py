@@ -3,7 +3,11 @@
 Supported (both ways): ``Flat``, ``PQ``, ``RQ``, ``LSQ``, each optionally behind an ``OPQ`` rotation
 (``IndexPreTransform`` with a square ``LinearTransform`` / ``OPQMatrix``) and optionally inside an inverted file
 (``IndexIVFFlat``, ``IndexIVFPQ``, ``IndexIVFResidualQuantizer``, ``IndexIVFLocalSearchQuantizer``), for the L2 and
-inner-product metrics. Flat-scan indexes whose ids are not ``0 .. n-1`` are wrapped in ``IndexIDMap``.
+inner-product metrics. Flat-scan indexes whose ids are not ``0 .. n-1`` are wrapped in ``IndexIDMap``. A 4-bit
+``fast_scan`` PQ index (``PQ<m>x4fs``) becomes ``IndexPQFastScan`` / ``IndexIVFPQFastScan`` with the same codes
+(faiss re-lays them in blocks of 32; :func:`from_faiss` unpacks them with faiss's ``CodePacker``, one call per
+vector). faiss's fast scan returns its quantized distances unless re-ranked, so its results match vqtok's exact
+re-ranked ones only up to that approximation.
 
 Layouts: faiss's PQ centroids are ``(M, K, dsub)`` and its additive codebooks ``(M * K, D)``; codes of every kind
 are the same little-endian bit stream as :func:`vqtok.vectors.pack_indices`. Additive codes for L2 carry the float32
@@ -123,6 +127,8 @@ def to_faiss(index: Index) -> Any:
                     lst, e - s, faiss.swig_ptr(np.ascontiguousarray(ids[s:e])), faiss.swig_ptr(codes[s:e])
                 )
         out.ntotal = len(ids)
+        if index.fast_scan:
+            out = _fast_scan(faiss, out)
     else:
         inner = out
         if not np.array_equal(ids, np.arange(len(ids))):
@@ -133,6 +139,15 @@ def to_faiss(index: Index) -> Any:
         else:
             faiss.copy_array_to_vector(codes.ravel(), inner.codes)
             inner.ntotal = len(ids)
+        if index.fast_scan:
+            filled = _fast_scan(faiss, inner)
+            if out is inner:
+                out = inner = filled
+            else:  # IndexIDMap wraps an empty index: convert an empty twin, then move the packed codes in
+                inner = out = _fast_scan(faiss, _set_codec(faiss, index, metric))
+                out = faiss.IndexIDMap(inner)
+                faiss.copy_array_to_AlignedTable(faiss.vector_to_array(filled.codes), inner.codes)
+                inner.ntotal, inner.ntotal2 = filled.ntotal, filled.ntotal2
         if out is not inner:
             faiss.copy_array_to_vector(ids, out.id_map)
             out.ntotal = len(ids)
@@ -143,6 +158,25 @@ def to_faiss(index: Index) -> Any:
         inner = out
         out = faiss.IndexPreTransform(transform, inner)
     return out
+
+
+def _fast_scan(faiss: Any, pq_index: Any) -> Any:
+    """faiss's fast-scan twin of a filled ``IndexPQ`` / ``IndexIVFPQ`` (4-bit): same codes, re-laid in blocks of 32."""
+    cls = faiss.IndexIVFPQFastScan if isinstance(pq_index, faiss.IndexIVF) else faiss.IndexPQFastScan
+    out = cls(pq_index)
+    out.referenced_objects = [pq_index]  # the IVF quantizer is shared, not copied
+    if isinstance(pq_index, faiss.IndexIVF):
+        out.nprobe = pq_index.nprobe
+    return out
+
+
+def _unpack_blocks(faiss: Any, idx: Any, blocks: np.ndarray, n: int) -> np.ndarray:
+    """Plain ``(n, code_size)`` codes from faiss's fast-scan blocks of 32 (one faiss call per vector)."""
+    packer = idx.get_CodePacker()
+    blocks = blocks.reshape(-1, packer.block_size)
+    return np.stack(
+        [packer.unpack_1(blocks[i // packer.nvec : i // packer.nvec + 1], i % packer.nvec) for i in range(n)]
+    )
 
 
 def from_faiss(faiss_index: Any) -> Index:
@@ -172,8 +206,9 @@ def from_faiss(faiss_index: Any) -> Index:
         raise ValueError(f"from_faiss supports the L2 and inner-product metrics, got metric {idx.metric_type}")
     d = idx.d
     ivf = isinstance(idx, faiss.IndexIVF)
+    fast = isinstance(idx, (faiss.IndexPQFastScan, faiss.IndexIVFPQFastScan))
     codec = _codec_of(faiss, idx)
-    index = Index(d, codec=codec, nlist=idx.nlist if ivf else 0, metric=metric, rotation=rotation)
+    index = Index(d, codec=codec, nlist=idx.nlist if ivf else 0, metric=metric, rotation=rotation, fast_scan=fast)
     if ivf:
         index.nprobe = idx.nprobe
         index.coarse = torch.from_numpy(faiss.downcast_index(idx.quantizer).reconstruct_n(0, idx.nlist).copy())
@@ -185,12 +220,20 @@ def from_faiss(faiss_index: Any) -> Index:
             n = invlists.list_size(lst)
             if n:
                 rows_ids.append(faiss.rev_swig_ptr(invlists.get_ids(lst), n).copy())
-                raw = faiss.rev_swig_ptr(invlists.get_codes(lst), n * invlists.code_size).copy()
-                rows_codes.append(_take_codes(raw.reshape(n, invlists.code_size), codec))
+                if fast:
+                    size = (n + 31) // 32 * idx.get_CodePacker().block_size
+                    raw = faiss.rev_swig_ptr(invlists.get_codes(lst), size)
+                    rows_codes.append(_unpack_blocks(faiss, idx, raw, n))
+                else:
+                    raw = faiss.rev_swig_ptr(invlists.get_codes(lst), n * invlists.code_size).copy()
+                    rows_codes.append(_take_codes(raw.reshape(n, invlists.code_size), codec))
                 lists.append(np.full(n, lst))
     elif idx.ntotal:
         raw = faiss.vector_to_array(idx.codes)
-        rows_codes.append(_take_codes(raw.reshape(idx.ntotal, -1), codec))
+        if fast:
+            rows_codes.append(_unpack_blocks(faiss, idx, raw, idx.ntotal))
+        else:
+            rows_codes.append(_take_codes(raw.reshape(idx.ntotal, -1), codec))
         rows_ids.append(id_map if id_map is not None else np.arange(idx.ntotal))
         lists.append(np.zeros(idx.ntotal, dtype=np.int64))
     if rows_ids:
@@ -208,7 +251,7 @@ def _codec_of(faiss: Any, idx: Any) -> PQ | RQ | LSQ | None:
     common = {"device": "cpu", "progress": False}
     if isinstance(idx, (faiss.IndexFlat, faiss.IndexIVFFlat)):
         return None
-    if isinstance(idx, (faiss.IndexPQ, faiss.IndexIVFPQ)):
+    if isinstance(idx, (faiss.IndexPQ, faiss.IndexIVFPQ, faiss.IndexPQFastScan, faiss.IndexIVFPQFastScan)):
         pq = idx.pq
         codec = PQ(idx.d, pq.M, pq.nbits, **common)
         books = faiss.vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)

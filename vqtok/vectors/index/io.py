@@ -58,6 +58,7 @@ def save_index(path: str | Path, index: Index) -> None:
         "format_version": FORMAT_VERSION,
         "vqtok_version": __version__,
         **{k: getattr(index, k) for k in _SETTINGS},
+        "fast_scan": index.fast_scan,
         "codec": None if index.codec is None else codec_meta(index.codec),
         "sha256": {k: tensor_sha256(v) for k, v in sorted(tensors.items())},
     }
@@ -125,6 +126,9 @@ def load_index(path: str | Path, verify: bool = True) -> Index:
     tensors = {name: _tensor(path, info, base, name, sums) for name, info in infos.items()}
     try:
         settings = {k: meta[k] for k in _SETTINGS}
+        settings["fast_scan"] = meta.get("fast_scan", False)  # absent from files written before fast scan
+        if not isinstance(settings["fast_scan"], bool):
+            raise TypeError(f"fast_scan must be a boolean, got {settings['fast_scan']!r}")
         codec = None if meta["codec"] is None else build_codec(meta["codec"], path, "cpu")
         if codec is not None:
             state = {k[len("codec.") :]: v for k, v in tensors.items() if k.startswith("codec.")}

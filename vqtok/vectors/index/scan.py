@@ -9,7 +9,10 @@ Everything is expressed as a distance where smaller is better: squared L2, or th
   codecs add the stored float32 norm ``||r_hat||^2`` instead of ``||C||^2``;
 * inner product: ``-<q, c> - sum_m iplut(q)[m, i_m]``, one table per query shared by all its lists.
 
-Lists are visited one at a time with all the queries that probe them, so every operation is a batched gather.
+With the compiled kernel (:mod:`vqtok.kernels.adc_scan`) each query walks its probed lists summing table entries
+over the packed codes into a running top-k heap, as faiss does. Without it (no compiler, or
+``VQTOK_DISABLE_CPU_EXT=1``) lists are visited one at a time with all the queries that probe them, so every
+operation is a batched torch gather; both give the same distances and, but for exact ties, the same rows.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import nearest
+from ...kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, rerank_rows, scan_available
 from ..search import unpack_chunk
 from .refine import exact_scores
 
@@ -25,6 +29,10 @@ __all__ = ["probe", "rerank", "scan_lists"]
 
 # Queries scanned together (their (M, K) tables are built at once).
 _QUERY_BATCH = 256
+# Search probes of at most this many (query, centroid) pairs are scored with one GEMM (64 MiB of distances).
+_PROBE_GEMM = 1 << 24
+# Fast scan: approximate candidates re-scored exactly per requested neighbour.
+FASTSCAN_CANDIDATES = 2
 
 
 def probe(queries: Tensor, coarse: Tensor | None, nprobe: int, metric: str) -> tuple[Tensor, Tensor]:
@@ -32,6 +40,15 @@ def probe(queries: Tensor, coarse: Tensor | None, nprobe: int, metric: str) -> t
     if coarse is None:
         return torch.zeros(queries.shape[0], 1), torch.zeros(queries.shape[0], 1, dtype=torch.long)
     p = min(nprobe, coarse.shape[0])
+    if queries.shape[0] * coarse.shape[0] <= _PROBE_GEMM:
+        # A few hundred queries against the centroids is one small GEMM: BLAS is several times faster here than the
+        # fused nearest-code kernel, which is built for many latents against small codes.
+        ip = queries @ coarse.T
+        if metric == "l2":
+            d = (queries.square().sum(1, keepdim=True) + coarse.square().sum(1)[None] - 2 * ip).clamp_min_(0)
+        else:
+            d = -ip
+        return torch.topk(d, p, dim=1, largest=False, sorted=True)
     d, lists = nearest(queries, coarse, "l2" if metric == "l2" else "ip", k=p)
     return d.view(-1, p), lists.view(-1, p)
 
@@ -46,8 +63,16 @@ def _tables(index, q: Tensor, coarse_d: Tensor) -> tuple[Tensor, Tensor, Tensor]
 
 
 @torch.no_grad()
-def scan_lists(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
-    """The ``k`` smallest distances over the probed lists: ``(distances (Q, k), rows (Q, k))``, rows -1 if fewer."""
+def scan_lists(index, queries: Tensor, k: int, nprobe: int, use_kernel: bool | None = None) -> tuple[Tensor, Tensor]:
+    """The ``k`` smallest distances over the probed lists: ``(distances (Q, k), rows (Q, k))``, rows -1 if fewer.
+
+    ``use_kernel``: ``None`` uses the compiled scan when it is available (codes only), ``False`` the torch path.
+    """
+    if use_kernel is None:
+        fast = getattr(index, "fast_scan", False)
+        use_kernel = index.codec is not None and (fastscan_available() if fast else scan_available())
+    if use_kernel:
+        return _scan_kernel(index, queries, k, nprobe)
     store = index.lists
     out_d, out_r = [], []
     for b0 in range(0, queries.shape[0], _QUERY_BATCH):
@@ -84,9 +109,47 @@ def scan_lists(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Ten
     return torch.cat(out_d), torch.cat(out_r)
 
 
+def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
+    store = index.lists
+    norms = store.payloads.get("norms")
+    out_d, out_r = [], []
+    for b0 in range(0, queries.shape[0], _QUERY_BATCH):
+        q = queries[b0 : b0 + _QUERY_BATCH]
+        coarse_d, lists = probe(q, index.coarse, nprobe, index.metric)
+        per_query, per_list, qterm = _tables(index, q, coarse_d)
+        operands = (
+            per_query.float().contiguous(),
+            per_list.float().contiguous() if index.metric == "l2" else None,
+            qterm.float().contiguous(),
+            lists.contiguous(),
+            store.payloads["codes"].contiguous(),
+        )
+        if getattr(index, "fast_scan", False):
+            d, r = ivf_fastscan(*operands, store.offsets.contiguous(), k, FASTSCAN_CANDIDATES * k)
+        else:
+            norms_ = None if norms is None else norms.float().contiguous()
+            d, r = ivf_adc_scan(*operands, norms_, store.offsets.contiguous(), index.codec.codebook_bits, k)
+        out_d.append(d)
+        out_r.append(r)
+    return torch.cat(out_d), torch.cat(out_r)
+
+
 @torch.no_grad()
-def rerank(index, queries: Tensor, rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Re-scores candidate ``rows`` ``(Q, C)`` (-1: none) with the refine payload; keeps the ``k`` best."""
+def rerank(index, queries: Tensor, rows: Tensor, k: int, use_kernel: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Re-scores candidate ``rows`` ``(Q, C)`` (-1: none) with the refine payload; keeps the ``k`` best.
+
+    ``use_kernel``: ``None`` uses the compiled loop when available (:func:`vqtok.kernels.adc_scan.rerank_rows`),
+    ``False`` the torch path.
+    """
+    if scan_available() if use_kernel is None else use_kernel:
+        metric = "l2" if index.metric == "l2" else "ip"
+        stored = index.lists.payloads["refine"].contiguous()
+        if index.sq8 is None:
+            return rerank_rows(queries.contiguous(), rows.contiguous(), min(k, rows.shape[1]), metric, flat=stored)
+        scale = (index.sq8.vdiff / 255).float().contiguous()
+        offset = (index.sq8.vmin + 0.5 * scale).float().contiguous()
+        sq8 = (stored, scale, offset)
+        return rerank_rows(queries.contiguous(), rows.contiguous(), min(k, rows.shape[1]), metric, sq8=sq8)
     stored = index.lists.payloads["refine"][rows.clamp_min(0)]  # (Q, C, D) uint8 or float32
     vectors = index.sq8.decode(stored) if index.sq8 is not None else stored.float()
     d = exact_scores(queries, vectors, index.metric)
