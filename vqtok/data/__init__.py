@@ -6,11 +6,13 @@ from ._registry import register_dataset as register_dataset
 from .audio import AudioSegmentDataset as AudioSegmentDataset
 from .images import ImageTensorDataset as ImageTensorDataset
 from .images import read_idx as read_idx
+from .photos import ImageFolderDataset as ImageFolderDataset
 from .sampler import StepBatchSampler as StepBatchSampler
 from .timeseries import TimeSeriesDataset as TimeSeriesDataset
 
 __all__ = [
     "AudioSegmentDataset",
+    "ImageFolderDataset",
     "ImageTensorDataset",
     "StepBatchSampler",
     "TimeSeriesDataset",

@@ -81,6 +81,9 @@ class TrainConfig:
         ckpt_every: Steps between atomic checkpoints (0: only at the end).
         find_unused_parameters: Passed to DDP, for tokenizers whose forward skips some parameters.
         eval_data: Data set evaluated after training by ``vqtok demo`` (``None``: the training set's test split).
+        ema_decay: Keep an exponential moving average of the weights with this decay and release it as the model
+            (0: off; VQGAN-style recipes use ~0.999).
+        compile: Wrap the model in ``torch.compile`` (meant for GPU runs; CPU tests leave it off).
     """
 
     version: int = 1
@@ -98,6 +101,8 @@ class TrainConfig:
     ckpt_every: int = 500
     find_unused_parameters: bool = False
     eval_data: str | None = None
+    ema_decay: float = 0.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -106,6 +111,8 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
     def validate_model(self) -> None:
         """Checks ``model`` against the tokenizer's config dataclass (unknown keys raise ``ValueError``)."""
