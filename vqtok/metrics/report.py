@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .._io import atomic_open, write_json
+from .image_grid import save_full_resolution_grid
 
 __all__ = [
     "format_metrics_table",
@@ -164,7 +165,8 @@ def write_report(
     sounds: list[tuple[str, str]] = []
     have = originals is not None and recons is not None and originals.numel() > 0
     if have and originals.ndim == 4 and modality in (None, "image"):
-        figures.append(("Reconstructions", save_image_grid(originals, recons, directory / "recon_grid.png").name))
+        grid = save_full_resolution_grid(originals, recons, directory / "recon_grid.png")
+        figures.append(("Reconstructions (full resolution; originals above reconstructions)", grid.name))
     elif have and originals.ndim == 3 and modality == "audio" and sample_rate:
         (directory / "audio").mkdir(exist_ok=True)
         for i in range(min(audio_examples, originals.shape[0], recons.shape[0])):
@@ -177,8 +179,8 @@ def write_report(
         figures.append(("Codebook usage", save_codebook_histogram(counts, directory / "codebook_usage.png").name))
     rows = "\n".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
-        if isinstance(v, float)
-        else f"<tr><td>{k}</td><td>{v}</td></tr>"
+        if isinstance(v, float) and not v.is_integer()
+        else f"<tr><td>{k}</td><td>{int(v) if isinstance(v, float) else v}</td></tr>"
         for k, v in metrics.items()
     )
     figs = "\n".join(
