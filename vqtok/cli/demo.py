@@ -20,7 +20,9 @@ def default_config_path() -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train and evaluate the default Fashion-MNIST demo on the CPU")
+    p = sub.add_parser(
+        "demo", help="train and evaluate the Fashion-MNIST demo on the CPU ('vqtok demo photos': colour photos)"
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the demo config")
     p.add_argument("--config", default=None, help="config file (default: configs/fashion_mnist_vq.yaml)")
     p.add_argument("-f", "--force", action="store_true", help="retrain even if the run directory has a model")
@@ -64,6 +66,11 @@ def _load_average() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.overrides[:1] == ["photos"]:
+        # `vqtok demo photos [key=value ...]`: the colour demo with JPEG/WebP baselines (configs/photos64_cpu.yaml).
+        from .demo_photos import run as run_photos
+
+        return run_photos(args)
     import torch
 
     from ..data import create_dataset
