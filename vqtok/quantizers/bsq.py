@@ -72,4 +72,9 @@ class BSQ(_BinaryQuantizer):
         )
 
     def _prepare(self, projected: Tensor) -> Tensor:
-        return torch.nn.functional.normalize(projected, dim=-1)
+        # The norm squares the entries, which overflows fp32 above ~1.8e19 and would send the whole row
+        # to zero; dividing each row by a power of two near its largest entry first is exact and does
+        # not change the direction, the value or the gradient.
+        # (torch.ldexp is avoided: its gradient with integer exponents is zero.)
+        _, exponent = torch.frexp(projected.detach().abs().amax(-1, keepdim=True))
+        return torch.nn.functional.normalize(projected * torch.exp2(-exponent.float()), dim=-1)

@@ -84,6 +84,8 @@ class TrainConfig:
         ema_decay: Keep an exponential moving average of the weights with this decay and release it as the model
             (0: off; VQGAN-style recipes use ~0.999).
         compile: Wrap the model in ``torch.compile`` (meant for GPU runs; CPU tests leave it off).
+        max_nonfinite_steps: Consecutive non-finite steps (loss or gradient NaN/Inf) after which the run stops
+            with ``FloatingPointError``; each such step is skipped (see :class:`vqtok.train.Trainer`).
     """
 
     version: int = 1
@@ -103,6 +105,7 @@ class TrainConfig:
     eval_data: str | None = None
     ema_decay: float = 0.0
     compile: bool = False
+    max_nonfinite_steps: int = 10
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -113,6 +116,8 @@ class TrainConfig:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not isinstance(self.max_nonfinite_steps, int) or self.max_nonfinite_steps < 1:
+            raise ValueError(f"max_nonfinite_steps must be an integer >= 1, got {self.max_nonfinite_steps!r}")
 
     def validate_model(self) -> None:
         """Checks ``model`` against the tokenizer's config dataclass (unknown keys raise ``ValueError``)."""
