@@ -114,3 +114,14 @@ def test_non_saturating_and_lecam_formulas() -> None:
     ar, af = torch.tensor(0.3), torch.tensor(-0.2)
     expected = (real - af).clamp(min=0).pow(2).mean() + (ar - fake).clamp(min=0).pow(2).mean()
     torch.testing.assert_close(lecam_regularizer(real, fake, ar, af), expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_recipe_with_bf16_and_compile(tmp_path) -> None:
+    cpu_only = ("device=", "precision=", "compile=")
+    overrides = [o for o in _tiny_overrides(tmp_path, "run", 3) if not o.startswith(cpu_only)]
+    cfg = load_config(CONFIGS / "imagenet256_vqgan_gpu.yaml", [*overrides, "device=cuda", "model.checkpointing=true"])
+    assert cfg.precision == "bf16" and cfg.compile
+    result = Trainer(cfg, progress=False).fit()
+    assert result.step == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.last_metrics.values())
