@@ -8,13 +8,13 @@ STAMP := $(VENV)/.installed
 # lpips is installed only for its LPIPS head weights (weights/v0.1/*.pth, read as files; vqtok never imports it),
 # with --no-deps: its torchvision requirement would replace the pinned CPU torch with a CUDA build.
 
-.PHONY: venv test lint demo demo-audio demo-photos bench clean
+.PHONY: venv test lint demo demo-audio demo-photos bench bench-gpu clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e ".[dev,data,bench]"
+	$(BIN)/pip install -q -e ".[dev,data,bench,interop]"
 	$(BIN)/pip install -q --no-deps "lpips>=0.1.4"
 	touch $(STAMP)
 
@@ -51,6 +51,12 @@ demo-photos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/search.py && $(BIN)/python benchmarks/train_step.py
+
+# One GPU, <= 8 minutes: gpu tests, Triton search, vq training step, demo throughput (docs/gpu.md). Uses the
+# python that has CUDA torch (GPU_PY; the venv's torch is the CPU build). Extra arguments: GPU_ARGS="--parts search".
+GPU_PY ?= python3
+bench-gpu:
+	PYTHONPATH=$(CURDIR) $(GPU_PY) benchmarks/gpu.py $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

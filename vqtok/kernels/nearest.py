@@ -26,6 +26,8 @@ Paths:
   codes, and an index search only for the latents whose running best improved in this tile, which
   after the first few tiles is a small fraction of them. ``torch.min(dim)``/``argmin`` return
   indices too but are scalar loops, about ten times slower than ``amin``.
+* **Graph export** (``torch.export``, ONNX export, TorchScript tracing): one dense ``(N, K)`` GEMM and
+  ``argmin``, the only path without data-dependent branches (used by ``Tokenizer.export_onnx``).
 * **CUDA + Triton**: :mod:`vqtok.kernels._triton_nearest` fuses the distance GEMM (tensor cores)
   with the running argmin held in registers, then re-checks near ties in fp32 (see below).
 
@@ -132,6 +134,8 @@ def nearest(
             sizes, non-finite (NaN/Inf) inputs, or ``backend="cpu_ext"`` with CUDA tensors.
         RuntimeError: With ``backend="cpu_ext"`` when the kernel cannot be built.
     """
+    if _in_graph_export():
+        return _graph_nearest(latents, codebook, metric, k)
     _check(latents, codebook, metric, k, tile_n, tile_k, backend)
     x, c, cn, scale = _prepare(latents, codebook, metric, codebook_norms)
     use_triton = backend == "triton" or (backend == "auto" and x.is_cuda and k == 1 and _triton_ok())
@@ -161,6 +165,33 @@ def nearest(
     if k == 1:
         return best_d[:, 0], best_i[:, 0]
     return best_d, best_i
+
+
+def _in_graph_export() -> bool:
+    """True while torch.export / the ONNX exporter / TorchScript trace a model (``Tokenizer.export_onnx``).
+
+    The paths below branch on data (tile improvements, rescaling, finiteness checks), which a traced graph
+    would freeze to the example's values; exported graphs take the dense path instead.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(exporting and exporting()) or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def _graph_nearest(latents: Tensor, codebook: Tensor, metric: str, k: int) -> tuple[Tensor, Tensor]:
+    """Dense ``(N, K)`` search in graph-friendly ops; same distances, same lowest-index tie rule for k = 1."""
+    x, c = latents.float(), codebook.float()
+    if metric == "cosine":
+        x, c = F.normalize(x, dim=-1), F.normalize(c, dim=-1)
+    scores = -2.0 * (x @ c.T)
+    if metric == "l2":
+        scores = scores + (c * c).sum(-1)
+    if k == 1:
+        best_i = scores.argmin(dim=1, keepdim=True)  # first minimum: the lowest index wins ties
+        best_d = scores.gather(1, best_i)
+    else:
+        best_d, best_i = torch.topk(scores, k, dim=1, largest=False, sorted=True)
+    best_d = _finish(best_d, x, metric, 1.0)
+    return (best_d[:, 0], best_i[:, 0]) if k == 1 else (best_d, best_i)
 
 
 def auto_cpu_ext(device: torch.device, dim: int, k: int) -> bool:

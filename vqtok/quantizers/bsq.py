@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import _codebook as cb
 from ._registry import register_quantizer
 from .lfq import EntropyMode, _BinaryQuantizer
 
@@ -76,5 +77,5 @@ class BSQ(_BinaryQuantizer):
         # to zero; dividing each row by a power of two near its largest entry first is exact and does
         # not change the direction, the value or the gradient.
         # (torch.ldexp is avoided: its gradient with integer exponents is zero.)
-        _, exponent = torch.frexp(projected.detach().abs().amax(-1, keepdim=True))
-        return torch.nn.functional.normalize(projected * torch.exp2(-exponent.float()), dim=-1)
+        scale = cb.inverse_power_of_two(projected.detach().abs().amax(-1, keepdim=True))
+        return torch.nn.functional.normalize(projected * scale, dim=-1)

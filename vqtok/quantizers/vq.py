@@ -337,6 +337,5 @@ def _scaled_rotation_trick(z: Tensor, q: Tensor) -> Tensor:
     and undoing it afterwards is exact in value and gradient.
     """
     peak = torch.maximum(z.detach().abs().amax(-1, keepdim=True), q.detach().abs().amax(-1, keepdim=True))
-    _, exponent = torch.frexp(peak)
-    scale = torch.exp2(-exponent.float())  # not torch.ldexp: its gradient with integer exponents is zero
+    scale = cb.inverse_power_of_two(peak)  # not torch.ldexp: its gradient with integer exponents is zero
     return cb.rotation_trick(z * scale, q * scale) / scale
