@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from .._io import write_json
     from ..data import create_dataset
     from ..metrics.codecs import codec_rows
-    from ..metrics.report import format_metrics_table, write_report
+    from ..metrics.report import format_metrics_table
+    from ..modalities import find_modality
     from ..tokenizers import BaseTokenizer
     from ..train import Trainer, evaluate, load_config
 
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     metrics["load_start"], metrics["load_end"] = load0, _load_average()
     out = run_dir / "eval"
     title = f"{model.architecture} on {crop}x{crop} photo crops (test photos)"
-    page = write_report(
-        out / "report", metrics, result.originals, result.recons, result.counts, title=title, modality="image"
+    page = find_modality("image").write_report(
+        out / "report", metrics, result.originals, result.recons, result.counts, title
     )
     write_json(out / "demo.json", metrics)
     write_json(out / "codecs.json", {"budget_bits": budget, "rows": rows})

@@ -1,7 +1,8 @@
 """Evaluation of a trained tokenizer over a data set: fidelity, codebook health and rate.
 
-Fidelity metrics depend on the modality; each family names its ``modality`` and :data:`MODALITIES` maps it to
-a per-example metric function and the bits per raw value used for the compression ratio.
+Fidelity metrics depend on the modality: each family names its ``modality`` and the registered descriptor
+(:mod:`vqtok.modalities`) gives the per-example metric function and the bits per raw value used for the
+compression ratio. Tokenizers of no registered modality get the modality-free metrics only.
 """
 
 from __future__ import annotations
@@ -15,34 +16,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics import code_counts
-from ..metrics.audio import audio_metrics
-from ..metrics.image import image_metrics
-from ..metrics.timeseries import timeseries_metrics
+from ..modalities import find_modality
 from ..tokenizers import BaseTokenizer
 from .trainer import collate
 
-__all__ = ["EvalResult", "MODALITIES", "Modality", "evaluate"]
-
-
-@dataclass(frozen=True)
-class Modality:
-    """How to score one modality.
-
-    Attributes:
-        metrics: ``(recon, target) -> {name: (B,) tensor}``.
-        raw_bits_per_value: Bits of one raw sample value (8 for uint8 pixels), for the compression ratio.
-    """
-
-    metrics: Callable[[Tensor, Tensor], dict[str, Tensor]]
-    raw_bits_per_value: float
-
-
-MODALITIES: dict[str, Modality] = {
-    "image": Modality(image_metrics, 8.0),
-    # 16-bit PCM; float32 sensor/action values.
-    "audio": Modality(audio_metrics, 16.0),
-    "timeseries": Modality(timeseries_metrics, 32.0),
-}
+__all__ = ["EvalResult", "evaluate"]
 
 
 @dataclass
@@ -89,7 +67,11 @@ def evaluate(
         An :class:`EvalResult` whose ``metrics`` hold ``<metric>`` means, ``mse``, ``usage``, ``perplexity``,
         ``tokens_per_example``, ``bits_per_token``, ``bits_per_example``, ``compression_ratio``, ``examples``.
     """
-    modality = MODALITIES.get(model.modality)
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(f"max_examples must be >= 1 (or None for all), got {max_examples}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    modality = find_modality(model.modality)
     was_training = model.training
     model.eval().to(device)
     n = len(dataset) if max_examples is None else min(len(dataset), max_examples)  # type: ignore[arg-type]
@@ -124,7 +106,7 @@ def evaluate(
             except ValueError:
                 counts = None
         per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
-        if modality is not None:
+        if modality is not None and modality.metrics is not None:
             per.update(modality.metrics(recon, signal))
         if extra_metrics is not None:
             per.update(extra_metrics(recon, signal))
@@ -135,6 +117,8 @@ def evaluate(
             originals.append(signal.cpu())
             recons.append(recon.float().cpu())
     model.train(was_training)
+    if seen == 0:
+        raise ValueError("the data set has no examples to evaluate")
     metrics = {k: v / max(seen, 1) for k, v in sums.items()}
     metrics["examples"] = float(seen)
     if counts is not None and counts.sum() > 0:
@@ -149,7 +133,7 @@ def evaluate(
     metrics["bits_per_example"] = float(tokens_per_example * model.bits_per_token)
     if model.modality == "image" and originals:
         metrics["bits_per_pixel"] = metrics["bits_per_example"] / math.prod(originals[0].shape[-2:])
-    if modality is not None and metrics["bits_per_example"] > 0:
+    if modality is not None and modality.raw_bits_per_value and metrics["bits_per_example"] > 0:
         metrics["compression_ratio"] = raw_values * modality.raw_bits_per_value / metrics["bits_per_example"]
     return EvalResult(
         metrics=metrics,
