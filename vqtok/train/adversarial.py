@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..layers import PatchDiscriminator2d
+from ..layers import PatchDiscriminator2d, PatchDiscriminator3d
 from .losses import (
     hinge_d_loss,
     hinge_g_loss,
@@ -49,6 +49,11 @@ def register_discriminator(modality: str) -> Callable[[DiscriminatorFactory], Di
 @register_discriminator("image")
 def _patch_discriminator(config: Any, settings: AdversarialSettings) -> nn.Module:
     return PatchDiscriminator2d(config.in_channels, settings.disc_channels, settings.disc_layers)
+
+
+@register_discriminator("video")
+def _patch_discriminator3d(config: Any, settings: AdversarialSettings) -> nn.Module:
+    return PatchDiscriminator3d(config.in_channels, settings.disc_channels, settings.disc_layers)
 
 
 @dataclass(frozen=True)
