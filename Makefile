@@ -5,14 +5,17 @@ BIN := $(VENV)/bin
 # The CPU build of torch lies on disk; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
+# lpips is installed only for its LPIPS head weights (weights/v0.1/*.pth, read as files; vqtok never imports it),
+# with --no-deps: its torchvision requirement would replace the pinned CPU torch with a CUDA build.
 
-.PHONY: venv test lint demo demo-audio bench bench-gpu clean
+.PHONY: venv test lint demo demo-audio demo-photos bench bench-gpu clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
 	$(BIN)/pip install -q -e ".[dev,data,bench,interop]"
+	$(BIN)/pip install -q --no-deps "lpips>=0.1.4"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -41,6 +44,10 @@ demo-audio: $(STAMP)
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y asterisk-core-sounds-en-wav; \
 	  else echo "missing /usr/share/asterisk/sounds/en: sudo apt-get install asterisk-core-sounds-en-wav"; exit 1; fi; }
 	$(BIN)/python examples/audio_codec_demo.py
+
+# Colour demo on 64x64 crops of the photos bundled with scikit-image/scikit-learn/matplotlib, vs JPEG and WebP.
+demo-photos: $(STAMP)
+	$(BIN)/python -m vqtok.cli demo photos --threads 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/search.py && $(BIN)/python benchmarks/train_step.py

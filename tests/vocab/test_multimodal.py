@@ -138,7 +138,9 @@ def test_explicit_parts(vocab: MultimodalVocab) -> None:
 
 def test_fixed_grid_has_no_size_tokens() -> None:
     torch.manual_seed(0)
-    tok = create_tokenizer("image2d", in_channels=1, quantizer="fsq", quantizer_kwargs={"levels": (3, 3)}, **TINY)
+    # image_size (0, 0): the tokenizer reads any size, so the vocab's fixed grid is what refuses a 16x16 image.
+    tiny = {**TINY, "image_size": (0, 0)}
+    tok = create_tokenizer("image2d", in_channels=1, quantizer="fsq", quantizer_kwargs={"levels": (3, 3)}, **tiny)
     vocab = MultimodalVocab(train_bpe(CORPUS, 260), {"image": tok}, grid_shapes={"image": (4, 4)}, max_grid_size=0)
     ids = vocab.encode(["a", _grey()])
     assert len(vocab.split(ids)[1].indices.flatten()) == 16 and ids.shape[0] == vocab.encode(["a"]).shape[0] + 18

@@ -22,12 +22,14 @@ def default_config_path() -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train and evaluate the default Fashion-MNIST demo (or `demo video`) on the CPU")
+    p = sub.add_parser(
+        "demo", help="train and evaluate the default Fashion-MNIST demo (or `demo video`, `demo photos`) on the CPU"
+    )
     p.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="overrides of the demo config; a leading `video` runs the video demo",
+        help="overrides of the demo config; a leading `video` runs the video demo, `photos` the colour photos demo",
     )
     p.add_argument("--config", default=None, help="config file (default: configs/fashion_mnist_vq.yaml)")
     p.add_argument("-f", "--force", action="store_true", help="retrain even if the run directory has a model")
@@ -71,6 +73,11 @@ def _load_average() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.overrides[:1] == ["photos"]:
+        # `vqtok demo photos [key=value ...]`: the colour demo with JPEG/WebP baselines (configs/photos64_cpu.yaml).
+        from .demo_photos import run as run_photos
+
+        return run_photos(args)
     if args.overrides and args.overrides[0] == "video":
         from .demo_video import run_video
 

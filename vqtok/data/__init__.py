@@ -10,6 +10,7 @@ from .images import read_idx as read_idx
 from .moving_fmnist import MovingFashionMNIST as MovingFashionMNIST
 from .own import OwnDataset as OwnDataset
 from .own import open_records as open_records
+from .photos import ImageFolderDataset as ImageFolderDataset
 from .sampler import StepBatchSampler as StepBatchSampler
 from .shards import ShardStream as ShardStream
 from .shards import expand_shards as expand_shards
@@ -19,6 +20,7 @@ from .transforms import ImageTransform as ImageTransform
 
 __all__ = [
     "AudioSegmentDataset",
+    "ImageFolderDataset",
     "AudioTransform",
     "ImageTensorDataset",
     "ImageTransform",

@@ -1,7 +1,9 @@
 """Reusable building blocks for tokenizers (one concept per module)."""
 
+from .attention2d import AttnBlock2d as AttnBlock2d
 from .audio_losses import MultiScaleSpectralLoss as MultiScaleSpectralLoss
 from .audio_losses import snr_loss as snr_loss
+from .checkpointing import CheckpointedSequential as CheckpointedSequential
 from .conv2d import Downsample2d as Downsample2d
 from .conv2d import ResBlock2d as ResBlock2d
 from .conv2d import Upsample2d as Upsample2d
@@ -15,6 +17,8 @@ from .discriminator import PatchDiscriminator2d as PatchDiscriminator2d
 from .discriminator3d import PatchDiscriminator3d as PatchDiscriminator3d
 
 __all__ = [
+    "AttnBlock2d",
+    "CheckpointedSequential",
     "CausalConv3d",
     "CausalDownsample3d",
     "CausalUpsample3d",

@@ -189,10 +189,12 @@ def write_report(
     if counts is not None and counts.numel():
         name = save_codebook_histogram(counts, directory / "codebook_usage.png").name
         panels.append(Panel("Codebook usage", images=(name,)))
+    # Counts (examples, codebook size, tokens) are integer-valued: printed as integers, never as 10000.0000.
     rows = "\n".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
-        if isinstance(v, float)
-        else f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+        if isinstance(v, float) and not v.is_integer()
+        else f"<tr><td>{html.escape(str(k))}</td>"
+        f"<td>{html.escape(str(int(v) if isinstance(v, float) else v))}</td></tr>"
         for k, v in metrics.items()
     )
     figs = "\n".join(_panel_html(p) for p in panels)

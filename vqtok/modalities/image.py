@@ -115,11 +115,13 @@ def read_image(data: bytes, source: str, options: ReadOptions) -> Tensor:
 
 
 def _report(directory: Path, originals: Tensor, recons: Tensor, context: Mapping[str, Any]) -> list[Panel]:
-    from ..metrics.report import save_image_grid
+    from ..metrics.image_grid import save_full_resolution_grid
 
     if originals.ndim != 4:
         return []
-    return [Panel("Reconstructions", images=(save_image_grid(originals, recons, directory / "recon_grid.png").name,))]
+    # Pixel for pixel (no plot resampling), so the artefacts of 256x256 reconstructions show as they are.
+    grid = save_full_resolution_grid(originals, recons, directory / "recon_grid.png").name
+    return [Panel("Reconstructions (full resolution; originals above reconstructions)", images=(grid,))]
 
 
 def _sniff(head: bytes) -> str | None:

@@ -8,7 +8,7 @@ Controllable Compression", arXiv:2501.10064, and Bachmann et al., "FlexTok", arX
 probability ``prefix_dropout`` an image keeps only its first ``k`` tokens (``k`` uniform in ``[1, N]``) and
 the rest are replaced by a learned null token. Early tokens thus carry the coarse content, and
 ``decode(indices[:, :k])`` gives a coarser image for any ``1 <= k <= N``. Written for vqtok; no code was
-copied and no weights are shipped.
+copied and no weights are shipped. Inputs follow :mod:`vqtok.tokenizers._image_input` (uint8 or any float dtype).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ._config import TokenizerConfig
+from ._image_input import prepare_images
 from ._registry import register_tokenizer
-from .base import Tokenizer
+from .base import Tokenizer, TokenizerOutput
 
 __all__ = ["Image1dConfig", "Image1dTokenizer"]
 
@@ -51,6 +53,7 @@ class Image1dConfig(TokenizerConfig):
         prefix_dropout: Probability, in training, that an image keeps only a random prefix of its tokens.
         recon_loss: ``"l1"``, ``"l2"`` or ``"l1+l2"``.
         recon_weight: Weight of the reconstruction term.
+        checkpointing: Recompute each transformer block's activations in backward (less memory, more compute).
     """
 
     quantizer: str = "vq"
@@ -67,8 +70,11 @@ class Image1dConfig(TokenizerConfig):
     prefix_dropout: float = 0.5
     recon_loss: str = "l2"
     recon_weight: float = 1.0
+    checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        if self.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         h, w = self.image_size
         p = self.patch_size
         if p < 1 or h < 1 or w < 1 or h % p or w % p:
@@ -141,13 +147,34 @@ class Image1dTokenizer(Tokenizer):
         super().check_signal(signal)
         c, (h, w) = self.config.in_channels, self.config.image_size
         if signal.ndim != 4 or tuple(signal.shape[1:]) != (c, h, w):
-            raise ValueError(f"Image1dTokenizer expects images (B, {c}, {h}, {w}), got shape {tuple(signal.shape)}")
+            raise ValueError(
+                f"Image1dTokenizer expects images (B, {c}, {h}, {w}) ({c} channel(s), the model's image_size, "
+                f"which its learned positions fix), got shape {tuple(signal.shape)}"
+            )
+
+    def forward(self, signal: Tensor, mask: Tensor | None = None) -> TokenizerOutput:
+        """As :meth:`Tokenizer.forward`, after the dtype rule; ``recon`` comes back in the caller's float dtype."""
+        images, dtype = prepare_images(signal, self.patch_pos.dtype, type(self).__name__)
+        out = super().forward(images, mask)
+        out.recon = out.recon.to(dtype)
+        return out
+
+    def encode(self, signal: Tensor, **options: Any) -> Tensor:
+        """As :meth:`Tokenizer.encode`, after the dtype rule."""
+        return super().encode(prepare_images(signal, self.patch_pos.dtype, type(self).__name__)[0], **options)
+
+    def _run(self, transformer: nn.TransformerEncoder, x: Tensor) -> Tensor:
+        if not (self.config.checkpointing and torch.is_grad_enabled()):
+            return transformer(x)
+        for layer in transformer.layers:
+            x = checkpoint(layer, x, use_reentrant=False)
+        return transformer.norm(x) if transformer.norm is not None else x
 
     def _encode_latents(self, signal: Tensor) -> Tensor:
         b = signal.shape[0]
         patches = rearrange(self.patch_embed(signal), "b w h x -> b (h x) w") + self.patch_pos
         latents = self.latent_tokens.expand(b, -1, -1)
-        h = self.encoder(torch.cat([patches, latents], 1))
+        h = self._run(self.encoder, torch.cat([patches, latents], 1))
         return self.to_latent(h[:, -self.config.num_tokens :])  # (B, N, D)
 
     def _decode_latents(self, quantized: Tensor) -> Tensor:
@@ -171,7 +198,7 @@ class Image1dTokenizer(Tokenizer):
             tokens = torch.where((position[None] < keep[:, None])[..., None], tokens, self.null_token)
         tokens = tokens + self.token_pos
         masks = self.mask_token + self.decoder_patch_pos
-        h = self.decoder(torch.cat([masks.expand(b, -1, -1), tokens], 1))
+        h = self._run(self.decoder, torch.cat([masks.expand(b, -1, -1), tokens], 1))
         pixels = self.to_pixels(h[:, : cfg.num_patches])
         p = cfg.patch_size
         return rearrange(

@@ -1,7 +1,8 @@
 """Adversarial training, composed by the trainer: settings, the discriminator and its two hinge terms.
 
 The model contract knows nothing about GANs. This module reads the adversarial settings from the model's config
-(the keys existing configs use: ``gan_weight``, ``gan_start_step``, ``disc_channels``, ``disc_layers``) and builds
+(the keys existing configs use: ``gan_weight``, ``gan_start_step``, ``disc_channels``, ``disc_layers``; image
+configs add ``gan_loss``, ``gan_adaptive_weight``, ``lecam_weight``, ``lecam_decay``) and builds
 the discriminator its modality registers here (:func:`register_discriminator`): a PatchGAN for images. The
 trainer owns the discriminator and its optimizer, so release checkpoints (``save_pretrained``) never contain them.
 
@@ -19,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import PatchDiscriminator2d, PatchDiscriminator3d
-from .losses import hinge_d_loss, hinge_g_loss
+from .losses import (
+    hinge_d_loss,
+    hinge_g_loss,
+    lecam_regularizer,
+    non_saturating_d_loss,
+    non_saturating_g_loss,
+)
 
 __all__ = ["Adversary", "AdversarialSettings", "build_adversary", "register_discriminator"]
 
@@ -58,12 +65,21 @@ class AdversarialSettings:
         start_step: Step at which both terms switch on (the autoencoder warms up first).
         disc_channels: Width of the discriminator's first layer.
         disc_layers: Stride-2 layers of the discriminator.
+        loss: ``"hinge"`` or ``"non_saturating"``.
+        adaptive_weight: Multiply ``weight`` by VQGAN's ``|grad nll| / |grad g|`` at the decoder's last layer
+            (Esser et al. 2021, eq. 7), clamped to ``[0, 1e4]``.
+        lecam_weight: Weight of the LeCam term added to the discriminator's loss; 0 disables it.
+        lecam_decay: EMA decay of LeCam's anchors.
     """
 
     weight: float = 0.0
     start_step: int = 0
     disc_channels: int = 64
     disc_layers: int = 2
+    loss: str = "hinge"
+    adaptive_weight: bool = False
+    lecam_weight: float = 0.0
+    lecam_decay: float = 0.999
 
     @classmethod
     def from_model_config(cls, config: Any) -> AdversarialSettings:
@@ -74,7 +90,18 @@ class AdversarialSettings:
             start_step=int(getattr(config, "gan_start_step", defaults.start_step)),
             disc_channels=int(getattr(config, "disc_channels", defaults.disc_channels)),
             disc_layers=int(getattr(config, "disc_layers", defaults.disc_layers)),
+            loss=str(getattr(config, "gan_loss", defaults.loss)),
+            adaptive_weight=bool(getattr(config, "gan_adaptive_weight", defaults.adaptive_weight)),
+            lecam_weight=float(getattr(config, "lecam_weight", defaults.lecam_weight)),
+            lecam_decay=float(getattr(config, "lecam_decay", defaults.lecam_decay)),
         )
+
+    def __post_init__(self) -> None:
+        if self.loss not in _LOSSES:
+            raise ValueError(f"gan_loss must be one of {sorted(_LOSSES)}, got {self.loss!r}")
+
+
+_LOSSES = {"hinge": (hinge_d_loss, hinge_g_loss), "non_saturating": (non_saturating_d_loss, non_saturating_g_loss)}
 
 
 class Adversary:
@@ -88,6 +115,30 @@ class Adversary:
     def __init__(self, discriminator: nn.Module, settings: AdversarialSettings) -> None:
         self.discriminator = discriminator
         self.settings = settings
+        # LeCam anchors: moving averages of the mean real/fake logits (part of the resumable state).
+        self.ema_real = torch.zeros(())
+        self.ema_fake = torch.zeros(())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Trainer state beyond the discriminator's weights (LeCam anchors)."""
+        return {"ema_real": self.ema_real.clone(), "ema_fake": self.ema_fake.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.ema_real, self.ema_fake = state["ema_real"].clone(), state["ema_fake"].clone()
+
+    def adaptive_weight(self, nll_loss: Tensor, g_loss: Tensor, last_layer: Tensor) -> Tensor:
+        """The generator term's weight: ``weight``, times VQGAN's gradient-norm ratio when ``adaptive_weight``.
+
+        Balances the adversarial gradient against the reconstruction (+ perceptual) one at the decoder's last layer,
+        so neither swamps the other whatever their scales.
+        """
+        w = torch.tensor(self.settings.weight, device=g_loss.device)
+        if not self.settings.adaptive_weight:
+            return w
+        nll_grad = torch.autograd.grad(nll_loss, last_layer, retain_graph=True)[0]
+        g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+        ratio = nll_grad.float().norm() / (g_grad.float().norm() + 1e-4)
+        return (ratio.clamp(0.0, 1e4) * w).detach()
 
     def active(self, step: int) -> bool:
         """Whether the adversarial terms are on at ``step``."""
@@ -101,7 +152,7 @@ class Adversary:
         """
         self.discriminator.requires_grad_(False)
         try:
-            return hinge_g_loss(self.discriminator(recon))
+            return _LOSSES[self.settings.loss][1](self.discriminator(recon))
         finally:
             self.discriminator.requires_grad_(True)
 
@@ -113,6 +164,31 @@ class Adversary:
         """
         real_logits, fake_logits = _split_logits(discriminator(torch.cat([real, fake.detach()])))
         return hinge_d_loss(real_logits, fake_logits)
+
+    def discriminator_terms(self, discriminator: nn.Module, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """The discriminator's loss under these settings (``"loss"``) plus its parts, updating LeCam's anchors.
+
+        Returns:
+            ``{"loss": total, "d_adv": adversarial part}`` and ``"lecam"`` when it is on.
+        """
+        real_logits, fake_logits = _split_logits(discriminator(torch.cat([real.to(fake.dtype), fake.detach()])))
+        d_adv = _LOSSES[self.settings.loss][0](real_logits, fake_logits)
+        terms = {"loss": d_adv, "d_adv": d_adv.detach()}
+        if self.settings.lecam_weight > 0:
+            dev = d_adv.device
+            self.ema_real, self.ema_fake = self.ema_real.to(dev), self.ema_fake.to(dev)
+            reg = lecam_regularizer(real_logits, fake_logits, self.ema_real, self.ema_fake)
+            terms["loss"] = d_adv + self.settings.lecam_weight * reg
+            terms["lecam"] = reg.detach()
+            d = self.settings.lecam_decay
+            self.ema_real = d * self.ema_real + (1 - d) * _mean_logit(real_logits)
+            self.ema_fake = d * self.ema_fake + (1 - d) * _mean_logit(fake_logits)
+        return terms
+
+
+def _mean_logit(logits: Tensor | list[Tensor]) -> Tensor:
+    parts = logits if isinstance(logits, (list, tuple)) else [logits]
+    return torch.stack([p.detach().float().mean() for p in parts]).mean()
 
 
 def _split_logits(logits: Tensor | list[Tensor]) -> tuple[Any, Any]:

@@ -104,6 +104,9 @@ class TrainConfig:
         ckpt_every: Steps between atomic checkpoints (0: only at the end).
         find_unused_parameters: Passed to DDP, for tokenizers whose forward skips some parameters.
         eval_data: Data set evaluated after training by ``vqtok demo`` (``None``: the training set's test split).
+        ema_decay: Keep an exponential moving average of the weights with this decay and release it as the model
+            (0: off; VQGAN-style recipes use ~0.999).
+        compile: Wrap the model in ``torch.compile`` (meant for GPU runs; CPU tests leave it off).
         max_nonfinite_steps: Consecutive non-finite steps (loss or gradient NaN/Inf) after which the run stops
             with ``FloatingPointError``; each such step is skipped (see :class:`vqtok.train.Trainer`).
     """
@@ -123,6 +126,8 @@ class TrainConfig:
     ckpt_every: int = 500
     find_unused_parameters: bool = False
     eval_data: str | None = None
+    ema_decay: float = 0.0
+    compile: bool = False
     max_nonfinite_steps: int = 10
 
     def __post_init__(self) -> None:
@@ -132,6 +137,8 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not isinstance(self.max_nonfinite_steps, int) or self.max_nonfinite_steps < 1:
             raise ValueError(f"max_nonfinite_steps must be an integer >= 1, got {self.max_nonfinite_steps!r}")
 

@@ -8,6 +8,7 @@ compression ratio. Tokenizers of no registered modality get the modality-free me
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -48,6 +49,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     max_examples: int | None = None,
     keep_examples: int = 32,
+    extra_metrics: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None,
 ) -> EvalResult:
     """Encodes and decodes ``dataset`` with ``model`` (eval mode) and scores the reconstructions.
 
@@ -58,6 +60,8 @@ def evaluate(
         device: Where to run.
         max_examples: Evaluate only the first this many examples.
         keep_examples: How many originals/reconstructions to keep for the report.
+        extra_metrics: More per-example ``(recon, target) -> {name: (B,)}`` metrics (e.g.
+            :func:`vqtok.metrics.perceptual.lpips_metric`, which needs local weights).
 
     Returns:
         An :class:`EvalResult` whose ``metrics`` hold ``<metric>`` means, ``mse``, ``usage``, ``perplexity``,
@@ -104,6 +108,8 @@ def evaluate(
         per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
         if modality is not None and modality.metrics is not None:
             per.update(modality.metrics(recon, signal))
+        if extra_metrics is not None:
+            per.update(extra_metrics(recon, signal))
         for k, v in per.items():
             sums[k] = sums.get(k, 0.0) + float(v.double().sum())
         seen += b
@@ -125,6 +131,8 @@ def evaluate(
     metrics["tokens_per_example"] = float(tokens_per_example)
     metrics["bits_per_token"] = float(model.bits_per_token)
     metrics["bits_per_example"] = float(tokens_per_example * model.bits_per_token)
+    if model.modality == "image" and originals:
+        metrics["bits_per_pixel"] = metrics["bits_per_example"] / math.prod(originals[0].shape[-2:])
     if modality is not None and modality.raw_bits_per_value and metrics["bits_per_example"] > 0:
         metrics["compression_ratio"] = raw_values * modality.raw_bits_per_value / metrics["bits_per_example"]
     return EvalResult(

@@ -1,11 +1,11 @@
-"""Adversarial hinge losses (Lim & Ye, "Geometric GAN", arXiv:1705.02894), as used by VQGAN."""
+"""Adversarial losses: hinge (Lim & Ye, "Geometric GAN", arXiv:1705.02894, as used by VQGAN), non-saturating, LeCam."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["hinge_d_loss", "hinge_g_loss"]
+__all__ = ["hinge_d_loss", "hinge_g_loss", "lecam_regularizer", "non_saturating_d_loss", "non_saturating_g_loss"]
 
 
 def _logits(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> list[Tensor]:
@@ -24,3 +24,30 @@ def hinge_g_loss(fake_logits: Tensor | list[Tensor]) -> Tensor:
     """``-mean(D(G(z)))``, averaged over scales."""
     fake = _logits(fake_logits)
     return sum(-f.float().mean() for f in fake) / len(fake)  # type: ignore[return-value]
+
+
+def non_saturating_d_loss(real_logits: Tensor | list[Tensor], fake_logits: Tensor | list[Tensor]) -> Tensor:
+    """``mean(softplus(-D(x))) + mean(softplus(D(G(z))))`` (Goodfellow et al. 2014), averaged over scales."""
+    real, fake = _logits(real_logits), _logits(fake_logits)
+    terms = [F.softplus(-r.float()).mean() + F.softplus(f.float()).mean() for r, f in zip(real, fake, strict=True)]
+    return sum(terms) / len(terms)  # type: ignore[return-value]
+
+
+def non_saturating_g_loss(fake_logits: Tensor | list[Tensor]) -> Tensor:
+    """``mean(softplus(-D(G(z))))``: the generator maximises ``log D(G(z))``; averaged over scales."""
+    fake = _logits(fake_logits)
+    return sum(F.softplus(-f.float()).mean() for f in fake) / len(fake)  # type: ignore[return-value]
+
+
+def lecam_regularizer(
+    real_logits: Tensor | list[Tensor], fake_logits: Tensor | list[Tensor], ema_real: Tensor, ema_fake: Tensor
+) -> Tensor:
+    """LeCam regularisation (Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data",
+    CVPR 2021, arXiv:2104.03310): ``mean(relu(D(x) - a_F)^2) + mean(relu(a_R - D(G(z)))^2)``, with ``a_R``/``a_F``
+    the moving averages of the discriminator's mean real/fake logits; averaged over scales."""
+    real, fake = _logits(real_logits), _logits(fake_logits)
+    terms = [
+        F.relu(r.float() - ema_fake).pow(2).mean() + F.relu(ema_real - f.float()).pow(2).mean()
+        for r, f in zip(real, fake, strict=True)
+    ]
+    return sum(terms) / len(terms)  # type: ignore[return-value]

@@ -52,7 +52,9 @@ from .adversarial import Adversary, build_adversary
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
 from .data import TrainData
+from .ema import ModelEMA
 from .nonfinite import NonFiniteGuard, agreed_finite
+from .perceptual import PerceptualTerm, build_perceptual
 
 __all__ = ["StepResult", "Trainer", "TrainResult", "collate", "seed_everything"]
 
@@ -189,6 +191,13 @@ class Trainer:
         self.disc: nn.Module | None = None
         if self.adversary is not None:
             self.disc = self.adversary.discriminator = self.adversary.discriminator.to(info.device)
+            if self.adversary.settings.adaptive_weight and not hasattr(self.model, "last_layer"):
+                raise ValueError(f"gan_adaptive_weight needs a model with a last_layer; {cfg.tokenizer!r} has none")
+        # The perceptual network is frozen and trainer-owned, like the discriminator.
+        self.perceptual: PerceptualTerm | None = build_perceptual(self.model)
+        if self.perceptual is not None:
+            self.perceptual.to(info.device)
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         o = cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -213,6 +222,8 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(self.model, **kw)
             if self.disc is not None:
                 self.ddp_disc = DistributedDataParallel(self.disc, **kw)
+        if cfg.compile:
+            self.ddp_model = torch.compile(self.ddp_model)
 
     def _precision(self, info: DistInfo) -> torch.dtype | None:
         p = self.cfg.precision
@@ -241,6 +252,10 @@ class Trainer:
         if self.disc is not None and self.disc_opt is not None:
             state["discriminator"] = self.disc.state_dict()
             state["disc_optimizer"] = self.disc_opt.state_dict()
+        if self.adversary is not None:
+            state["adversary"] = self.adversary.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     def save_checkpoint(self, info: DistInfo) -> None:
@@ -265,6 +280,10 @@ class Trainer:
         if self.disc is not None and self.disc_opt is not None:
             self.disc.load_state_dict(state["discriminator"])
             self.disc_opt.load_state_dict(state["disc_optimizer"])
+        if self.adversary is not None and "adversary" in state:
+            self.adversary.load_state_dict(state["adversary"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
         self._saved_data = state.get("data")
         rngs = state["rng"]
@@ -384,6 +403,9 @@ class Trainer:
         if self.step >= cfg.steps:
             model_dir = self.run_dir / MODEL_DIR
             if info.is_main:
+                if self.ema is not None:
+                    # The averaged weights are the release; the raw ones stay in checkpoint.pt.
+                    self.ema.copy_to(self.model)
                 self.model.save_pretrained(model_dir)
             if info.enabled:
                 dist.barrier()
@@ -400,10 +422,14 @@ class Trainer:
             with autocast:
                 out = self.ddp_model(signal, mask)
                 loss = out.loss
-                g_adv = None
+                p_loss = g_adv = g_weight = None
+                if self.perceptual is not None:
+                    p_loss = self.perceptual.loss(out.recon, signal)
+                    loss = loss + self.perceptual.weight * p_loss
                 if adversary is not None:
                     g_adv = adversary.generator_loss(out.recon)
-                    loss = loss + adversary.settings.weight * g_adv
+                    g_weight = adversary.adaptive_weight(loss, g_adv, getattr(self.model, "last_layer", None))
+                    loss = loss + g_weight * g_adv
         except NonFiniteError as err:
             return self._skip_step(str(err))
         if not agreed_finite(loss):
@@ -423,15 +449,21 @@ class Trainer:
         self.nonfinite.succeeded()
         self.opt.step()
         self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         terms: dict[str, float] = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
+        if p_loss is not None:
+            terms["perceptual"] = float(p_loss.detach())
         if adversary is not None and self.ddp_disc is not None and self.disc_opt is not None:
             with autocast:
-                d_loss = Adversary.discriminator_loss(self.ddp_disc, signal, out.recon)
+                d_terms = adversary.discriminator_terms(self.ddp_disc, signal, out.recon)
             self.disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
+            d_terms["loss"].backward()
             self.disc_opt.step()
-            terms["d_loss"] = float(d_loss.detach())
+            terms["d_loss"] = float(d_terms["loss"].detach())
+            terms.update({k: float(v) for k, v in d_terms.items() if k != "loss"})
             terms["g_adv"] = float(g_adv.detach()) if g_adv is not None else 0.0
+            terms["g_weight"] = float(g_weight) if g_weight is not None else 0.0
         terms.update({k: float(v) for k, v in out.losses.items()})
         terms.update({k: float(v) for k, v in out.metrics.items() if v.numel() == 1})
         return StepResult(logs=terms, indices=out.quantizer_output.indices.detach())
