@@ -98,7 +98,7 @@ class TrainData:
         # run would draw at a different point of the stream than an uninterrupted one.
         common["generator"] = torch.Generator().manual_seed(cfg.seed)
         if self.kind == "builtin":
-            from .trainer import collate
+            from .state import collate
 
             dataset = create_dataset(d.name, d.split, **d.kwargs)
             sampler = StepBatchSampler(

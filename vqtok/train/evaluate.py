@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..metrics import code_counts
 from ..modalities import find_modality
 from ..tokenizers import BaseTokenizer
-from .trainer import collate
+from .state import collate
 
 __all__ = ["EvalResult", "evaluate"]
 

@@ -24,26 +24,20 @@ stays a function of the step number. Each skip logs a warning and is counted (``
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import logging
-import math
-import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .._dist import DistInfo, all_gather_objects, setup_distributed, teardown_distributed
-from .._io import atomic_open
 from ..metrics import CodebookUsage
 from ..quantizers.base import NonFiniteError
 from ..tokenizers import Tokenizer, create_tokenizer
@@ -55,14 +49,23 @@ from .data import TrainData
 from .ema import ModelEMA
 from .nonfinite import NonFiniteGuard, agreed_finite
 from .perceptual import PerceptualTerm, build_perceptual
+from .run_dir import METRICS_NAME, prepare_run_dir
+from .state import (
+    StepResult,
+    TrainResult,
+    collate,
+    lr_lambda,
+    reduce_logs,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 __all__ = ["StepResult", "Trainer", "TrainResult", "collate", "seed_everything"]
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.yaml"
 MODEL_DIR = "model"
 
 # Newer torch renames DDP's `broadcast_buffers` to `forward_sync_buffers` (the one-off sync at construction stays,
@@ -72,76 +75,6 @@ _NO_FORWARD_BUFFER_SYNC = (
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
     else "broadcast_buffers"
 )
-
-
-@dataclass
-class TrainResult:
-    """Summary of a finished (or stopped) run."""
-
-    run_dir: Path
-    step: int
-    last_metrics: dict[str, float]
-    model_dir: Path | None
-    seconds: float
-
-
-@dataclass
-class StepResult:
-    """What one optimizer step reports.
-
-    Attributes:
-        logs: Scalar terms to average and log (``loss``, ``grad_norm``, the model's losses and metrics, ...).
-        indices: The step's int64 token indices (detached), for the codebook usage meter.
-    """
-
-    logs: dict[str, float]
-    indices: Tensor
-
-
-def seed_everything(seed: int) -> None:
-    """Seeds Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def collate(items: Any) -> Any:
-    """Stacks a list of tensors (or of dicts of tensors); passes through an already batched tensor/dict."""
-    if isinstance(items, (Tensor, dict)):
-        return items
-    first = items[0]
-    if isinstance(first, dict):
-        return {k: torch.stack([it[k] for it in items]) for k in first}
-    return torch.stack(list(items))
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _lr_lambda(cfg: TrainConfig) -> Any:
-    warm, total, floor = cfg.optim.warmup_steps, max(cfg.steps, 1), cfg.optim.min_lr_ratio
-
-    def fn(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if cfg.optim.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return fn
 
 
 class Trainer:
@@ -201,7 +134,7 @@ class Trainer:
         o = cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.disc_opt = None
         if self.disc is not None:
             self.disc_opt = torch.optim.AdamW(
@@ -233,7 +166,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self, info: DistInfo) -> dict[str, Any] | None:
-        rngs = all_gather_objects(_rng_state())
+        rngs = all_gather_objects(rng_state())
         data = getattr(self, "data", None)
         data_states = all_gather_objects(data.state() if data is not None else None)
         if not info.is_main:
@@ -288,7 +221,7 @@ class Trainer:
         self._saved_data = state.get("data")
         rngs = state["rng"]
         if len(rngs) == info.world_size:
-            _set_rng_state(rngs[info.rank])
+            set_rng_state(rngs[info.rank])
         else:
             logger.warning("checkpoint was written by %d ranks, now %d: reseeding RNGs", len(rngs), info.world_size)
             seed_everything(self.cfg.seed + self.step + info.rank)
@@ -296,28 +229,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ logging
     def _prepare_run_dir(self, info: DistInfo) -> None:
-        if not info.is_main:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_open(self.run_dir / CONFIG_NAME, "w") as f:
-            try:
-                import yaml
-
-                yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
-            except ImportError:
-                json.dump(self.cfg.to_dict(), f, indent=2)
-        log = self.run_dir / METRICS_NAME
-        if not log.exists():
-            return
-        # Drop lines logged after the checkpoint, so the log of a resumed run matches an uninterrupted one.
-        kept = []
-        if self.resume:
-            for line in log.read_text().splitlines():
-                with contextlib.suppress(json.JSONDecodeError):
-                    if json.loads(line).get("step", 0) <= self.step:
-                        kept.append(line)
-        with atomic_open(log, "w") as f:
-            f.write("".join(x + "\n" for x in kept))
+        if info.is_main:
+            prepare_run_dir(self.run_dir, self.cfg.to_dict(), self.step if self.resume else None)
 
     def _log(self, info: DistInfo, record: dict[str, float]) -> None:
         if info.is_main:
@@ -478,15 +391,4 @@ class Trainer:
     def _reduce_logs(
         self, info: DistInfo, sums: dict[str, float], count: int, meter: CodebookUsage | None
     ) -> dict[str, float]:
-        keys = sorted(sums)
-        values = torch.tensor([sums[k] / max(count, 1) for k in keys], dtype=torch.float64)
-        if info.enabled:
-            dev = info.device if dist.get_backend() == "nccl" else torch.device("cpu")
-            values = values.to(dev)
-            dist.all_reduce(values)
-            values = values.cpu() / info.world_size
-        out = {k: float(v) for k, v in zip(keys, values.tolist(), strict=True)}
-        if meter is not None:
-            stats = meter.compute()
-            out.update(usage=stats["usage"], perplexity=stats["perplexity"], dead_codes=float(stats["dead_codes"]))
-        return out
+        return reduce_logs(info, sums, count, meter)
