@@ -119,7 +119,7 @@ def _fast_rows(dataset: str, train: torch.Tensor, test: torch.Tensor, scales: tu
     c, h = train.shape[1:]
     for scale in scales:
         fast = FASTTokenizer(c, h, scale=scale, vocab_size=vocab).fit(train)
-        tokens = fast.encode(test)
+        tokens = fast.encode_lists(test)
         mean_tokens = float(np.mean([len(t) for t in tokens]))
         rows.append(
             _row(

@@ -14,7 +14,6 @@ from .quantizers import LFQ as LFQ
 from .quantizers import PVQ as PVQ
 from .quantizers import VQ as VQ
 from .quantizers import AnchorQuantizer as AnchorQuantizer
-from .quantizers import AnchorTokenizer as AnchorTokenizer
 from .quantizers import GroupedResidualQuantizer as GroupedResidualQuantizer
 from .quantizers import GroupLFQ as GroupLFQ
 from .quantizers import Quantizer as Quantizer
@@ -22,6 +21,9 @@ from .quantizers import QuantizerOutput as QuantizerOutput
 from .quantizers import ResidualQuantizer as ResidualQuantizer
 from .quantizers import create as create_quantizer
 from .quantizers import list_quantizers as list_quantizers
+from .tokenizers import BaseTokenizer as BaseTokenizer
+from .tokenizers import NodePieceTokenizer as AnchorTokenizer  # the name before NodePiece moved to tokenizers
+from .tokenizers import NodePieceTokenizer as NodePieceTokenizer
 from .tokenizers import Tokenizer as Tokenizer
 from .tokenizers import TokenizerOutput as TokenizerOutput
 from .tokenizers import create_tokenizer as create_tokenizer
@@ -34,6 +36,8 @@ __all__ = [
     "AnchorQuantizer",
     "AnchorTokenizer",
     "BSQ",
+    "BaseTokenizer",
+    "NodePieceTokenizer",
     "FSQ",
     "GroupLFQ",
     "LFQ",

@@ -12,14 +12,8 @@ import torch
 
 from vqtok.data import create_dataset
 from vqtok.data.audio import ASTERISK_APT, ASTERISK_DIR, is_test_file, read_wav
-from vqtok.metrics.audio import (
-    MultiScaleSpectralLoss,
-    mel_filterbank,
-    multiscale_mel_distance,
-    si_snr,
-    snr_loss,
-    stoi,
-)
+from vqtok.layers.audio_losses import MultiScaleSpectralLoss, snr_loss
+from vqtok.metrics.audio import mel_filterbank, multiscale_mel_distance, si_snr, stoi
 from vqtok.tokenizers import AudioConfig, AudioTokenizer, Tokenizer, create_tokenizer, list_tokenizers
 
 TINY = {
@@ -227,3 +221,12 @@ def test_asterisk_split_is_about_ten_percent() -> None:
     files = sorted(p.name for p in Path(ASTERISK_DIR).glob("*.wav"))
     held = [f for f in files if is_test_file(f)]
     assert 0.05 < len(held) / len(files) < 0.15
+
+
+def test_training_losses_moved_out_of_metrics() -> None:
+    import vqtok.metrics.audio as audio_metrics
+
+    for name, obj in (("MultiScaleSpectralLoss", MultiScaleSpectralLoss), ("snr_loss", snr_loss)):
+        assert name not in audio_metrics.__all__
+        with pytest.warns(FutureWarning, match="vqtok.layers.audio_losses"):
+            assert getattr(audio_metrics, name) is obj

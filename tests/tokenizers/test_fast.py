@@ -40,7 +40,7 @@ def test_integer_codes_round_trip_exactly(fitted: FASTTokenizer) -> None:
 
 def test_reconstruction_error_is_the_rounding_error(fitted: FASTTokenizer) -> None:
     x = _chunks(50, seed=2)
-    tokens = fitted.encode(x)
+    tokens = fitted.encode_lists(x)
     recon = fitted.decode(tokens)
     assert recon.shape == x.shape
     mse = float((recon - x).pow(2).mean())
@@ -67,7 +67,7 @@ def test_reconstruction_error_is_the_rounding_error(fitted: FASTTokenizer) -> No
     ],
 )
 def test_malformed_sequences_raise(fitted: FASTTokenizer, bad: str) -> None:
-    tokens = fitted.encode(_chunks(2, seed=3))
+    tokens = fitted.encode_lists(_chunks(2, seed=3))
     seq = list(tokens[0])
     vocab = fitted.vocab_len
     mutated = {
@@ -100,7 +100,7 @@ def test_malformed_containers_raise(fitted: FASTTokenizer, bad) -> None:
 
 def test_array_and_tensor_tokens_decode_like_lists(fitted: FASTTokenizer) -> None:
     x = _chunks(4, seed=5)
-    tokens = fitted.encode(x)
+    tokens = fitted.encode_lists(x)
     expected = fitted.decode(tokens)
     torch.testing.assert_close(fitted.decode([torch.tensor(t) for t in tokens]), expected)
     torch.testing.assert_close(fitted.decode([np.asarray(t) for t in tokens]), expected)
@@ -124,16 +124,40 @@ def test_bad_chunks_raise(fitted: FASTTokenizer) -> None:
 def test_out_of_range_coefficients_clip_with_warning(fitted: FASTTokenizer) -> None:
     big = torch.full((1, 3, 10), 1e3)
     with pytest.warns(UserWarning, match="clipping"):
-        tokens = fitted.encode(big)
+        tokens = fitted.encode_lists(big)
     assert fitted.decode(tokens).shape == (1, 3, 10)
 
 
-def test_save_load_round_trip(fitted: FASTTokenizer, tmp_path: Path) -> None:
-    fitted.save(tmp_path / "fast")
-    loaded = FASTTokenizer.load(tmp_path / "fast")
-    x = _chunks(20, seed=4)
-    assert loaded.encode(x) == fitted.encode(x)
-    torch.testing.assert_close(loaded.decode(fitted.encode(x)), fitted.decode(fitted.encode(x)))
-    (tmp_path / "fast" / "fast_config.json").write_text('{"format": "other"}')
+def test_encode_pads_the_batch_and_decode_strips_the_padding(fitted: FASTTokenizer) -> None:
+    x = _chunks(30, seed=6)
+    lists = fitted.encode_lists(x)
+    padded = fitted.encode(x)
+    assert padded.dtype == torch.int64 and padded.shape == (30, max(map(len, lists)))
+    assert len({len(t) for t in lists}) > 1, "the test needs chunks of different token counts"
+    for row, seq in zip(padded.tolist(), lists, strict=True):
+        assert row == seq + [fitted.pad_index] * (padded.shape[1] - len(seq))
+    torch.testing.assert_close(fitted.decode(padded), fitted.decode(lists))
+    assert [t.tolist() for t in fitted.unbatch(padded)] == lists
+    # Padding is only trailing: a -1 inside a row is a malformed id, not padding.
+    bad = padded.clone()
+    bad[0, 0] = fitted.pad_index
     with pytest.raises(ValueError):
-        FASTTokenizer.load(tmp_path / "fast")
+        fitted.decode(bad)
+
+
+def test_legacy_folder_still_loads(fitted: FASTTokenizer, tmp_path: Path) -> None:
+    # The two-file layout written by FASTTokenizer.save in vqtok <= 0.1.
+    import json
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    fitted._bpe.save(str(folder / "tokenizer.json"))
+    config = {"format": "vqtok-fast", "format_version": 1, "channels": 3, "chunk_size": 10, "scale": 10.0}
+    config |= {"vocab_size": 400, "min_frequency": 2, "clip": fitted.clip}
+    (folder / "fast_config.json").write_text(json.dumps(config))
+    loaded = FASTTokenizer.load(folder)
+    x = _chunks(20, seed=4)
+    assert torch.equal(loaded.encode(x), fitted.encode(x))
+    (folder / "fast_config.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="vqtok-fast"):
+        FASTTokenizer.load(folder)

@@ -180,14 +180,3 @@ def test_atomic_save_keeps_old_files(tmp_path, monkeypatch) -> None:
         _tiny(recon_loss="l1").save_pretrained(tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     Tokenizer.from_pretrained(tmp_path)
-
-
-def test_discriminator() -> None:
-    assert _tiny().build_discriminator() is None
-    model = _tiny(gan_weight=0.1, disc_channels=8, disc_layers=2)
-    disc = model.build_discriminator()
-    assert disc is not None
-    logits = disc(_images())
-    assert logits.shape[0] == 6 and logits.shape[1] == 1
-    # The discriminator is trainer-owned: release checkpoints never contain it.
-    assert not any(k.startswith("disc") for k in model.state_dict())

@@ -1,12 +1,16 @@
 """``vqtok encode`` and ``vqtok decode``: signals <-> indices files (``.npy`` or ``.parquet``).
 
-Inputs of ``encode`` are ``.npy`` arrays (``(N, C, H, W)``, ``(N, H, W)`` or one ``(H, W)``/``(C, H, W)``
-image; uint8 is scaled by 1/255) or image files (PNG/JPEG). Outputs:
+Inputs of ``encode`` are ``.npy`` batches the tokenizer accepts as they are (e.g. action chunks ``(N, C, H)`` for
+``fast``, int64 node ids ``(N,)`` for ``nodepiece``), otherwise images: ``.npy`` arrays (``(N, C, H, W)``,
+``(N, H, W)`` or one ``(H, W)``/``(C, H, W)`` image; uint8 is scaled by 1/255) or image files (PNG/JPEG).
+Variable-length indices (``fast``) are right-padded with the tokenizer's ``pad_index`` (-1), which ``decode``
+strips. Outputs:
 
 * ``.npy``: int64 indices ``(N, ...)`` of all inputs, concatenated;
 * ``.parquet``: one row per example with ``source``, ``item``, ``shape`` and flat ``indices``.
 
-``decode`` reads either format and writes float32 reconstructions ``(N, C, H, W)`` to ``.npy``.
+``decode`` reads either format and writes float32 reconstructions (integer ones, such as node ids, as int64) to
+``.npy``.
 """
 
 from __future__ import annotations
@@ -130,9 +134,39 @@ def read_indices(path: str | Path) -> Tensor:
 
 
 def _load_model(directory: str, device: str):  # type: ignore[no-untyped-def]
-    from ..tokenizers import Tokenizer
+    from ..tokenizers import BaseTokenizer
 
-    return Tokenizer.from_pretrained(directory, map_location=device).eval()
+    return BaseTokenizer.from_pretrained(directory, map_location=device).eval()
+
+
+def _read_batch(path: str, model, channels: int) -> Tensor:  # type: ignore[no-untyped-def]
+    """A ``.npy`` batch the model accepts as it is (action chunks, node ids, ...), else images."""
+    if Path(path).suffix == ".npy" and Path(path).is_file():
+        arr = np.load(path, allow_pickle=False)
+        batch = _as_float(arr) if arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating) else None
+        batch = (
+            torch.from_numpy(arr.astype(np.int64)) if batch is None and np.issubdtype(arr.dtype, np.integer) else batch
+        )
+        if batch is not None:
+            try:
+                model.check_signal(batch)
+                return batch
+            except ValueError:
+                pass
+    return load_signals(path, channels)
+
+
+def _as_output(signal: Tensor) -> Tensor:
+    # Float signals are written as float32; integer ones (graph node ids) keep their dtype.
+    return signal.float() if signal.is_floating_point() else signal
+
+
+def _cat(chunks: list[Tensor], pad_index: int | None) -> Tensor:
+    """Concatenates index batches; variable-length ones are right-padded to one length with ``pad_index``."""
+    if pad_index is None or len({c.shape[1:] for c in chunks}) <= 1:
+        return torch.cat(chunks)
+    width = max(c.shape[1] for c in chunks)
+    return torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=pad_index) for c in chunks])
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -142,11 +176,11 @@ def run_encode(args: argparse.Namespace) -> int:
     channels = getattr(model.config, "in_channels", 1)
     chunks, sources = [], []
     for name in args.inputs:
-        x = load_signals(name, channels)
+        x = _read_batch(name, model, channels)
         for start in range(0, x.shape[0], args.batch_size):
             chunks.append(model.encode(x[start : start + args.batch_size].to(args.device)).cpu())
         sources += [(str(name), i) for i in range(x.shape[0])]
-    indices = torch.cat(chunks)
+    indices = _cat(chunks, model.pad_index)
     write_indices(out, indices, sources)
     print(f"encoded {indices.shape[0]} example(s) -> {out} (indices shape {tuple(indices.shape)})")
     return 0
@@ -162,7 +196,7 @@ def run_decode(args: argparse.Namespace) -> int:
     with torch.no_grad():
         recon = torch.cat(
             [
-                model.decode(indices[s : s + args.batch_size].to(args.device)).float().cpu()
+                _as_output(model.decode(indices[s : s + args.batch_size].to(args.device)).cpu())
                 for s in range(0, indices.shape[0], args.batch_size)
             ]
         )

@@ -33,10 +33,10 @@ def evaluate_to_report(
     from .._io import write_json
     from ..data import create_dataset
     from ..metrics.report import write_report
-    from ..tokenizers import Tokenizer
+    from ..tokenizers import BaseTokenizer
     from ..train import evaluate
 
-    model = Tokenizer.from_pretrained(model_dir, map_location=device)
+    model = BaseTokenizer.from_pretrained(model_dir, map_location=device)
     result = evaluate(model, create_dataset(data, split), batch_size, device, max_examples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,11 +48,16 @@ def evaluate_to_report(
         result.originals,
         result.recons,
         result.counts,
-        title=f"{model.architecture} + {model.config.quantizer} on {data}/{split}",
+        title=f"{model.architecture}{_quantizer_label(model)} on {data}/{split}",
         modality=model.modality,
         sample_rate=getattr(model.config, "sample_rate", None),
     )
     return result.metrics, page
+
+
+def _quantizer_label(model) -> str:  # type: ignore[no-untyped-def]
+    quantizer = getattr(model.config, "quantizer", None)
+    return f" + {quantizer}" if quantizer else ""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .._dist import setup_distributed, teardown_distributed
     from ..data.export import export_tokens, open_source
-    from ..tokenizers import Tokenizer
+    from ..tokenizers import BaseTokenizer
     from ..vocab import MultimodalVocab
 
     if args.threads:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             name = args.modality or next(iter(model.tokenizers), None)
             tok = model.tokenizers.get(name) if name else None
         else:
-            model = tok = Tokenizer.from_pretrained(args.model, map_location=device)
+            model = tok = BaseTokenizer.from_pretrained(args.model, map_location=device)
         cfg = tok.config if tok is not None else None
         source = open_source(
             args.input,

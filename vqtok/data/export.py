@@ -46,7 +46,7 @@ from torch import Tensor
 
 from .. import _dist
 from .._io import CheckpointError, atomic_write_bytes, read_json, sha256_bytes, sha256_file, write_json
-from ..tokenizers import Tokenizer
+from ..tokenizers import BaseTokenizer
 
 if TYPE_CHECKING:
     from ..vocab import MultimodalVocab
@@ -340,11 +340,11 @@ class ExportResult:
     manifest: dict[str, Any] | None = None
 
 
-def _model_digest(model: Tokenizer | MultimodalVocab) -> str:
+def _model_digest(model: BaseTokenizer | MultimodalVocab) -> str:
     """Hash of the weights and config, so that resuming with another model is refused."""
     h = hashlib.sha256()
-    tokenizers = model.tokenizers if not isinstance(model, Tokenizer) else {"": model}
-    if not isinstance(model, Tokenizer):
+    tokenizers = model.tokenizers if not isinstance(model, BaseTokenizer) else {"": model}
+    if not isinstance(model, BaseTokenizer):
         h.update(json.dumps(model.config(), sort_keys=True).encode())
         h.update(model.text.to_str().encode())
     for name, tok in tokenizers.items():
@@ -366,7 +366,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 def export_tokens(
     source: ExportSource,
-    model: Tokenizer | MultimodalVocab,
+    model: BaseTokenizer | MultimodalVocab,
     out_dir: str | os.PathLike[str],
     modality: str | None = None,
     split: str = "train",
@@ -519,17 +519,17 @@ Encoder = Callable[[Tensor], tuple[list[np.ndarray], list[tuple[int, ...]]]]
 
 
 def _make_encoder(
-    model: Tokenizer | MultimodalVocab, modality: str | None, device: torch.device
+    model: BaseTokenizer | MultimodalVocab, modality: str | None, device: torch.device
 ) -> tuple[Encoder, dict[str, Any]]:
     """``encode(batch (B, ...)) -> (ids per item, index shape per item)`` and the model's description."""
-    if isinstance(model, Tokenizer):
+    if isinstance(model, BaseTokenizer):
         tok = model.eval().to(device)
         desc = {"kind": "tokenizer", "architecture": tok.architecture, "sha256": _model_digest(tok)}
 
         def encode(batch: Tensor) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
-            indices = tok.encode(batch.to(device)).cpu()
-            flat = indices.reshape(indices.shape[0], -1).numpy().astype(np.int32)
-            return list(flat), [tuple(indices.shape[1:])] * indices.shape[0]
+            # unbatch drops the padding of variable-length tokenizers (FAST), so each row keeps its own length.
+            rows = tok.unbatch(tok.encode(batch.to(device)).cpu())
+            return [r.reshape(-1).numpy().astype(np.int32) for r in rows], [tuple(r.shape) for r in rows]
 
         return encode, desc
 
@@ -544,9 +544,9 @@ def _make_encoder(
     desc = {"kind": "vocab", "modality": modality, "sha256": _model_digest(vocab)}
 
     def encode_vocab(batch: Tensor) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
-        indices = tok.encode(batch.to(device)).cpu()
-        ids = [vocab.encode_indices(modality, indices[b]).numpy().astype(np.int32) for b in range(indices.shape[0])]
-        return ids, [tuple(indices.shape[1:])] * indices.shape[0]
+        rows = tok.unbatch(tok.encode(batch.to(device)).cpu())
+        ids = [vocab.encode_indices(modality, r).numpy().astype(np.int32) for r in rows]
+        return ids, [tuple(r.shape) for r in rows]
 
     return encode_vocab, desc
 

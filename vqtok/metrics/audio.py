@@ -1,9 +1,9 @@
-"""Audio fidelity and rate: SI-SNR, multi-scale mel distance, STOI, bitrate, and the spectral training losses.
+"""Audio fidelity and rate: SI-SNR, multi-scale mel distance, STOI, bitrate (and the mel/STFT helpers they share).
 
 * SI-SNR: Le Roux et al., "SDR - half-baked or well done?", ICASSP 2019, arXiv:1811.02508.
-* Multi-scale spectral losses: Engel et al., "DDSP", arXiv:2001.04643 (linear + log magnitude over several
-  FFT sizes), and the multi-scale mel loss of Kumar et al., "High-Fidelity Audio Compression with Improved
-  RVQGAN", arXiv:2306.06546, section 3.4.
+* Multi-scale mel distance: after the multi-scale mel loss of Kumar et al., "High-Fidelity Audio Compression
+  with Improved RVQGAN", arXiv:2306.06546, section 3.4. The training losses built on the same helpers
+  (``MultiScaleSpectralLoss``, ``snr_loss``) live in :mod:`vqtok.layers.audio_losses`.
 * STOI: Taal et al., "An Algorithm for Intelligibility Prediction of Time-Frequency Weighted Noisy Speech",
   IEEE TASLP 2011, through the optional ``pystoi`` package.
 
@@ -15,15 +15,22 @@ Every function takes waveforms ``(B, C, T)`` and returns one value per example `
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from ..layers.spectral import (
+    default_num_mels,
+    hz_to_mel,
+    mel_filterbank,
+    mel_spectrogram,
+    mel_to_hz,
+    stft_magnitude,
+)
 
 __all__ = [
-    "MultiScaleSpectralLoss",
     "audio_metrics",
     "bitrate_kbps",
     "frames_per_second",
@@ -33,9 +40,24 @@ __all__ = [
     "mel_to_hz",
     "multiscale_mel_distance",
     "si_snr",
-    "snr_loss",
+    "default_num_mels",
+    "stft_magnitude",
     "stoi",
 ]
+
+# The training losses moved to the layers package; the old names resolve there with a FutureWarning.
+_MOVED = {"MultiScaleSpectralLoss", "snr_loss"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import warnings
+
+        from ..layers import audio_losses
+
+        warnings.warn(f"vqtok.metrics.audio.{name} moved to vqtok.layers.audio_losses", FutureWarning, stacklevel=2)
+        return getattr(audio_losses, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_pair(recon: Tensor, target: Tensor) -> None:
@@ -72,116 +94,6 @@ def si_snr(recon: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
     return (10 * torch.log10(ratio)).mean(-1)
 
 
-def snr_loss(recon: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
-    """Negative signal-to-noise ratio in dB of a whole batch, pooled: ``-10 log10(sum t^2 / sum (r - t)^2)``.
-
-    A training loss for waveform fidelity. Energies are summed over the whole batch rather than taken per
-    example: a silent training crop would otherwise have a near-zero denominator and a gradient that grows
-    like ``1 / |recon|``. The gradient is the squared error's, normalised by the current error energy, so
-    its scale does not shrink as the codec improves (unlike a plain L1 or L2 term).
-
-    Args:
-        recon: ``(B, C, T)``.
-        target: ``(B, C, T)``.
-        eps: Guards an all-silent batch.
-
-    Returns:
-        Scalar float32 (lower is better).
-
-    Raises:
-        ValueError: On mismatched or non-``(B, C, T)`` shapes.
-    """
-    _check_pair(recon, target)
-    r, t = recon.float(), target.float()
-    return 10 * torch.log10((r - t).pow(2).sum() + eps) - 10 * torch.log10(t.pow(2).sum() + eps)
-
-
-def hz_to_mel(hz: Tensor) -> Tensor:
-    """HTK mel scale: ``2595 log10(1 + f / 700)``."""
-    return 2595.0 * torch.log10(1.0 + hz / 700.0)
-
-
-def mel_to_hz(mel: Tensor) -> Tensor:
-    """Inverse of :func:`hz_to_mel`."""
-    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-
-
-@functools.lru_cache(maxsize=32)
-def _mel_filterbank_cpu(n_fft: int, n_mels: int, sample_rate: float, f_min: float, f_max: float) -> Tensor:
-    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    edges = mel_to_hz(
-        torch.linspace(
-            float(hz_to_mel(torch.tensor(f_min))), float(hz_to_mel(torch.tensor(f_max))), n_mels + 2
-        ).double()
-    )
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins - lower) / (centre - lower)
-    falling = (upper - bins) / (upper - centre)
-    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()  # (n_mels, n_fft // 2 + 1)
-
-
-def mel_filterbank(
-    n_fft: int, n_mels: int, sample_rate: float, f_min: float = 0.0, f_max: float | None = None
-) -> Tensor:
-    """Triangular mel filters on the HTK scale.
-
-    Filters narrower than one FFT bin (low frequencies at small ``n_fft``) can be all zero; they then
-    contribute nothing to the mel losses and distances.
-
-    Args:
-        n_fft: FFT size; the filters act on its ``n_fft // 2 + 1`` magnitude bins.
-        n_mels: Number of filters.
-        sample_rate: Hz.
-        f_min: Lowest edge, Hz.
-        f_max: Highest edge, Hz (``None``: Nyquist).
-
-    Returns:
-        ``(n_mels, n_fft // 2 + 1)`` float32 (a fresh copy; callers may move it).
-
-    Raises:
-        ValueError: On a non-positive size or an empty band.
-    """
-    f_max = sample_rate / 2 if f_max is None else f_max
-    if n_fft < 2 or n_mels < 1 or not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(f"bad mel filterbank: n_fft={n_fft}, n_mels={n_mels}, band=[{f_min}, {f_max}] Hz")
-    return _mel_filterbank_cpu(int(n_fft), int(n_mels), float(sample_rate), float(f_min), float(f_max)).clone()
-
-
-def _stft_magnitude(wav: Tensor, n_fft: int, hop: int) -> Tensor:
-    """``(B, C, T) -> (B, C, n_fft // 2 + 1, frames)`` magnitudes with a periodic Hann window."""
-    flat = wav.float().reshape(-1, wav.shape[-1])
-    if flat.shape[-1] < n_fft:
-        # torch.stft with center=True needs at least n_fft // 2 + 1 samples for its reflection padding.
-        flat = F.pad(flat, (0, n_fft - flat.shape[-1]))
-    window = torch.hann_window(n_fft, device=wav.device, dtype=torch.float32)
-    spec = torch.stft(flat, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
-    mag = spec.abs()
-    return mag.reshape(*wav.shape[:-1], *mag.shape[-2:])
-
-
-def mel_spectrogram(wav: Tensor, sample_rate: float, n_fft: int, n_mels: int, hop: int | None = None) -> Tensor:
-    """Mel magnitude spectrogram.
-
-    Args:
-        wav: ``(B, C, T)``.
-        sample_rate: Hz.
-        n_fft: FFT size (also the window length).
-        n_mels: Mel filters.
-        hop: Frame hop; ``n_fft // 4`` by default.
-
-    Returns:
-        ``(B, C, n_mels, frames)`` float32.
-    """
-    mag = _stft_magnitude(wav, n_fft, hop or n_fft // 4)
-    fb = mel_filterbank(n_fft, n_mels, sample_rate).to(mag.device)
-    return torch.einsum("mf,bcft->bcmt", fb, mag)
-
-
-def _default_mels(n_fft: int, max_mels: int = 80) -> int:
-    # Fewer filters at small FFT sizes, where wide filters would otherwise all cover the same few bins.
-    return max(5, min(max_mels, n_fft // 8))
-
-
 def multiscale_mel_distance(
     recon: Tensor,
     target: Tensor,
@@ -204,7 +116,7 @@ def multiscale_mel_distance(
     _check_pair(recon, target)
     terms = []
     for n_fft in fft_sizes:
-        n_mels = _default_mels(n_fft)
+        n_mels = default_num_mels(n_fft)
         a = mel_spectrogram(recon, sample_rate, n_fft, n_mels).clamp_min(eps).log10()
         b = mel_spectrogram(target, sample_rate, n_fft, n_mels).clamp_min(eps).log10()
         terms.append((a - b).abs().flatten(1).mean(1))
@@ -246,50 +158,6 @@ def bitrate_kbps(frames_per_second: float, bits_per_frame: float) -> float:
 def audio_metrics(recon: Tensor, target: Tensor) -> dict[str, Tensor]:
     """Per-example ``si_snr`` (dB) of ``(B, C, T)`` waveforms; sample-rate free, for generic evaluation."""
     return {"si_snr": si_snr(recon, target)}
-
-
-class MultiScaleSpectralLoss(nn.Module):
-    """Multi-scale STFT (linear + log magnitude L1) and log-mel L1 losses, averaged over FFT sizes.
-
-    The mel filterbanks are non-persistent buffers: they follow ``.to(device)`` but never enter checkpoints.
-
-    Args:
-        sample_rate: Hz, for the mel filters.
-        fft_sizes: Window lengths; hop is ``n_fft // 4``.
-        max_mels: Upper bound on the mel filters of one scale (``max(5, min(max_mels, n_fft // 8))``).
-        eps: Floor inside the logs.
-    """
-
-    def __init__(
-        self,
-        sample_rate: float,
-        fft_sizes: Sequence[int] = (64, 128, 256, 512, 1024),
-        max_mels: int = 80,
-        eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        if not fft_sizes or min(fft_sizes) < 8:
-            raise ValueError(f"fft_sizes must be non-empty and >= 8, got {tuple(fft_sizes)}")
-        self.fft_sizes = tuple(int(n) for n in fft_sizes)
-        self.eps = eps
-        for n_fft in self.fft_sizes:
-            fb = mel_filterbank(n_fft, _default_mels(n_fft, max_mels), sample_rate)
-            self.register_buffer(f"mel_{n_fft}", fb, persistent=False)
-
-    def forward(self, recon: Tensor, target: Tensor) -> dict[str, Tensor]:
-        """Returns unweighted scalar terms ``stft`` and ``mel`` for ``(B, C, T)`` waveforms (fp32)."""
-        stft_terms, mel_terms = [], []
-        for n_fft in self.fft_sizes:
-            a = _stft_magnitude(recon, n_fft, n_fft // 4)
-            b = _stft_magnitude(target, n_fft, n_fft // 4)
-            log_a, log_b = a.clamp_min(self.eps).log(), b.clamp_min(self.eps).log()
-            stft_terms.append((a - b).abs().mean() + (log_a - log_b).abs().mean())
-            fb = getattr(self, f"mel_{n_fft}")
-            mel_a = torch.einsum("mf,bcft->bcmt", fb, a).clamp_min(self.eps).log()
-            mel_b = torch.einsum("mf,bcft->bcmt", fb, b).clamp_min(self.eps).log()
-            mel_terms.append((mel_a - mel_b).abs().mean())
-        n = len(self.fft_sizes)
-        return {"stft": sum(stft_terms) / n, "mel": sum(mel_terms) / n}  # type: ignore[dict-item]
 
 
 def frames_per_second(sample_rate: float, hop: int) -> float:

@@ -3,12 +3,13 @@
 Importing a family module registers it, so every family is imported here.
 """
 
+from typing import Any as _Any
+
 from ._registry import create as create
 from ._registry import example_config as example_config
 from ._registry import list_quantizers as list_quantizers
 from ._registry import register_quantizer as register_quantizer
 from .anchor import AnchorQuantizer as AnchorQuantizer
-from .anchor import AnchorTokenizer as AnchorTokenizer
 from .aq import AQ as AQ
 from .base import Quantizer as Quantizer
 from .base import QuantizerOutput as QuantizerOutput
@@ -25,7 +26,6 @@ from .vq import VQ as VQ
 
 __all__ = [
     "AnchorQuantizer",
-    "AnchorTokenizer",
     "AQ",
     "BSQ",
     "FSQ",
@@ -44,3 +44,12 @@ __all__ = [
     "register_quantizer",
     "skip_input_checks",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    # ``AnchorTokenizer`` (the NodePiece graph tokenizer) moved up to the tokenizers layer.
+    if name == "AnchorTokenizer":
+        from . import anchor
+
+        return anchor.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

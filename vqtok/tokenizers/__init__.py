@@ -1,4 +1,4 @@
-"""Tokenizers: encoder -> quantizer -> decoder models for each modality, behind one contract."""
+"""Tokenizers behind one contract (`BaseTokenizer`): neural encoder -> quantizer -> decoder models and fitted ones."""
 
 from .._io import CheckpointError as CheckpointError
 from ._config import TokenizerConfig as TokenizerConfig
@@ -10,6 +10,7 @@ from ._registry import register_tokenizer as register_tokenizer
 from ._registry import tokenizer_class as tokenizer_class
 from .base import Tokenizer as Tokenizer
 from .base import TokenizerOutput as TokenizerOutput
+from .contract import BaseTokenizer as BaseTokenizer
 
 # isort: split
 # Importing each family registers it.
@@ -17,23 +18,30 @@ from .action import ActionConfig as ActionConfig
 from .action import ActionTokenizer as ActionTokenizer
 from .audio import AudioConfig as AudioConfig
 from .audio import AudioTokenizer as AudioTokenizer
+from .fast import FASTConfig as FASTConfig
 from .fast import FASTTokenizer as FASTTokenizer
 from .image1d import Image1dConfig as Image1dConfig
 from .image1d import Image1dTokenizer as Image1dTokenizer
 from .image2d import Image2dConfig as Image2dConfig
 from .image2d import Image2dTokenizer as Image2dTokenizer
+from .nodepiece import NodePieceConfig as NodePieceConfig
+from .nodepiece import NodePieceTokenizer as NodePieceTokenizer
 
 __all__ = [
     "ActionConfig",
     "ActionTokenizer",
     "AudioConfig",
     "AudioTokenizer",
+    "BaseTokenizer",
     "CheckpointError",
+    "FASTConfig",
     "FASTTokenizer",
     "Image1dConfig",
     "Image1dTokenizer",
     "Image2dConfig",
     "Image2dTokenizer",
+    "NodePieceConfig",
+    "NodePieceTokenizer",
     "Tokenizer",
     "TokenizerConfig",
     "TokenizerOutput",

@@ -1,7 +1,8 @@
 """Name -> tokenizer registry and factory (timm ``register_model``/``create_model`` style).
 
 A registered name is either a tokenizer family (the class itself, e.g. ``"image2d"``) or a variant: a
-function returning a tokenizer with preset config values (e.g. ``"image2d_f4_vq1024"``).
+function returning a tokenizer with preset config values (e.g. ``"image2d_f4_vq1024"``). Every family is a
+:class:`~vqtok.tokenizers.BaseTokenizer`: neural (``image2d``, ``audio``, ...) or fitted (``fast``, ``nodepiece``).
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .base import Tokenizer
+    from .contract import BaseTokenizer
 
 __all__ = ["create_tokenizer", "list_tokenizers", "register_tokenizer", "tokenizer_class"]
 
 T = TypeVar("T")
 
-_REGISTRY: dict[str, Callable[..., Tokenizer]] = {}
-_FAMILIES: dict[str, type[Tokenizer]] = {}
+_REGISTRY: dict[str, Callable[..., BaseTokenizer]] = {}
+_FAMILIES: dict[str, type[BaseTokenizer]] = {}
 
 
 def register_tokenizer(name: str) -> Callable[[T], T]:
-    """Registers a :class:`Tokenizer` subclass (a family) or a variant function under ``name``.
+    """Registers a :class:`~vqtok.tokenizers.BaseTokenizer` subclass (a family) or a variant function under ``name``.
 
     A class gets ``name`` as its ``architecture``, which ``save_pretrained`` writes and
     ``from_pretrained`` uses to pick the class back.
@@ -32,6 +33,10 @@ def register_tokenizer(name: str) -> Callable[[T], T]:
         if name in _REGISTRY and _REGISTRY[name] is not obj:
             raise ValueError(f"tokenizer name {name!r} is already registered")
         if isinstance(obj, type):
+            from .contract import BaseTokenizer
+
+            if not issubclass(obj, BaseTokenizer):
+                raise TypeError(f"tokenizer family {name!r} must subclass BaseTokenizer, got {obj.__name__}")
             obj.architecture = name  # type: ignore[attr-defined]
             _FAMILIES[name] = obj  # type: ignore[assignment]
         _REGISTRY[name] = obj  # type: ignore[assignment]
@@ -46,7 +51,7 @@ def list_tokenizers(filter: str = "") -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, filter)] if filter else names
 
 
-def tokenizer_class(name: str) -> type[Tokenizer]:
+def tokenizer_class(name: str) -> type[BaseTokenizer]:
     """The class of family ``name`` (as stored in a checkpoint's ``architecture``).
 
     Raises:
@@ -57,7 +62,7 @@ def tokenizer_class(name: str) -> type[Tokenizer]:
     return _FAMILIES[name]
 
 
-def create_tokenizer(name: str, **cfg: Any) -> Tokenizer:
+def create_tokenizer(name: str, **cfg: Any) -> BaseTokenizer:
     """Builds the tokenizer registered as ``name``.
 
     Args:

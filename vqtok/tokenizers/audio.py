@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from ..layers.audio_losses import MultiScaleSpectralLoss, snr_loss
 from ..layers.codec1d import ConvDecoder1d, ConvEncoder1d
 from ..layers.conv1d import StreamCache
-from ..metrics.audio import MultiScaleSpectralLoss, snr_loss
 from ._config import TokenizerConfig
 from ._registry import register_tokenizer
 from .audio_input import check_waveform
@@ -58,7 +58,7 @@ class AudioConfig(TokenizerConfig):
         recon_weight: Weight of the waveform L1 term.
         stft_weight: Weight of the multi-scale linear + log STFT magnitude term.
         mel_weight: Weight of the multi-scale log-mel term.
-        snr_weight: Weight of the batch-pooled negative SNR in dB (:func:`vqtok.metrics.audio.snr_loss`);
+        snr_weight: Weight of the batch-pooled negative SNR in dB (:func:`vqtok.layers.audio_losses.snr_loss`);
             0 leaves it out. It drives the waveform (phase) fidelity that SI-SNR measures, which the
             magnitude-only spectral terms cannot.
         fft_sizes: FFT sizes of the spectral terms.

@@ -6,36 +6,29 @@ A tokenizer is ``encoder -> quantizer -> decoder``. Subclasses implement three l
 * ``_decode_latents(quantized)``: ``(B, ..., D)`` -> reconstructed signal in the input layout;
 * ``_reconstruction_losses(signal, recon)``: -> ``(weighted loss, unweighted terms)``.
 
-Everything else (the ``forward``/``encode``/``decode`` symmetry, loss bookkeeping, checkpoints) lives
-here, so the trainer and CLI never need to know the modality. Training-only parts that have their own
-optimizer (a GAN discriminator) are built by :meth:`Tokenizer.build_discriminator` and owned by the
-trainer, so release checkpoints never contain them.
+Everything else (the ``forward``/``encode``/``decode`` symmetry, loss bookkeeping) lives here, and the
+registry/checkpoint contract shared with the fitted tokenizers lives in :class:`~.contract.BaseTokenizer`, so the
+trainer and CLI never need to know the modality. Training-only parts (a GAN discriminator and its settings) are
+composed by the trainer (:mod:`vqtok.train.adversarial`), so neither the model nor its release checkpoints carry
+them.
 """
 
 from __future__ import annotations
 
-import os
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._io import CheckpointError
 from ..quantizers import Quantizer, QuantizerOutput
 from ..quantizers import create as create_quantizer
-from ._config import TokenizerConfig, config_from_dict
-from ._pretrained import (
-    read_checkpoint_config,
-    read_checkpoint_weights,
-    write_checkpoint,
-)
+from ._config import TokenizerConfig
+from .contract import BaseTokenizer
 
 __all__ = ["Tokenizer", "TokenizerConfig", "TokenizerOutput", "CheckpointError"]
-
-T = TypeVar("T", bound="Tokenizer")
 
 
 @dataclass
@@ -57,8 +50,8 @@ class TokenizerOutput:
     metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Tokenizer(nn.Module, ABC):
-    """Base class of all tokenizers.
+class Tokenizer(BaseTokenizer):
+    """Base class of the neural ``encoder -> quantizer -> decoder`` tokenizers.
 
     Args:
         config: The family's config dataclass (a :class:`TokenizerConfig` subclass).
@@ -66,29 +59,26 @@ class Tokenizer(nn.Module, ABC):
 
     #: The family's config dataclass; subclasses override.
     config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
-    #: Registry name of the family, set by ``@register_tokenizer``.
-    architecture: ClassVar[str] = ""
-    #: Signal kind (``"image"``, ``"audio"``, ...): selects the evaluation metrics.
-    modality: ClassVar[str] = ""
+    config: TokenizerConfig
 
     def __init__(self, config: TokenizerConfig) -> None:
-        super().__init__()
-        if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         self.quantizer: Quantizer = create_quantizer(config.quantizer, **config.quantizer_kwargs)
 
-    # ------------------------------------------------------------------------------ construction
-    @classmethod
-    def from_config(cls: type[T], config: TokenizerConfig | dict[str, Any]) -> T:
-        """Builds the tokenizer from a config object or a (possibly partial) dict of config fields.
+    @property
+    def codebook_size(self) -> int:
+        """The quantizer's ``codebook_size``."""
+        return int(self.quantizer.codebook_size)
 
-        Raises:
-            ValueError: On unknown keys.
-        """
-        if isinstance(config, dict):
-            config = config_from_dict(cls.config_class, config)
-        return cls(config)
+    @property
+    def index_shape(self) -> tuple[int, ...]:
+        """The quantizer's ``index_shape``."""
+        return tuple(int(s) for s in self.quantizer.index_shape)
+
+    @property
+    def bits_per_token(self) -> float:
+        """The quantizer's ``bits_per_token`` (its entries may have different ranges, e.g. ``anchor``)."""
+        return float(self.quantizer.bits_per_token)
 
     # ------------------------------------------------------------------------- subclass interface
     @abstractmethod
@@ -107,20 +97,6 @@ class Tokenizer(nn.Module, ABC):
         """Raises ``ValueError`` when ``signal`` has the wrong layout; subclasses extend."""
         if not isinstance(signal, Tensor) or not signal.is_floating_point():
             raise ValueError(f"{type(self).__name__} expects a floating point tensor")
-
-    def build_discriminator(self) -> nn.Module | None:
-        """A discriminator for adversarial training, or ``None`` (default) when the config has none."""
-        return None
-
-    @property
-    def adversarial_weight(self) -> float:
-        """Weight of the generator's adversarial term; 0 disables it."""
-        return 0.0
-
-    @property
-    def adversarial_start_step(self) -> int:
-        """Step at which the adversarial terms switch on (the autoencoder warms up first)."""
-        return 0
 
     # ----------------------------------------------------------------------------- public methods
     @property
@@ -165,83 +141,3 @@ class Tokenizer(nn.Module, ABC):
         if param is not None:
             quantized = quantized.to(param.dtype)
         return self._decode_latents(quantized)
-
-    # -------------------------------------------------------------------------------- checkpoints
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Writes ``config.json`` and ``model.safetensors`` (weights only) into ``directory``, atomically.
-
-        The folder is built beside ``directory`` and swapped in at once, so a kill leaves the old or the new
-        checkpoint; ``config.json`` records the SHA-256 of the weights, checked by :meth:`from_pretrained`.
-
-        Returns:
-            The directory.
-        """
-        from ..version import __version__
-
-        if not self.architecture:
-            raise ValueError(f"{type(self).__name__} is not registered; use @register_tokenizer")
-        return write_checkpoint(directory, self.architecture, self.config.to_dict(), self.state_dict(), __version__)
-
-    @classmethod
-    def from_pretrained(
-        cls: type[T],
-        directory: str | os.PathLike[str],
-        map_location: str | torch.device = "cpu",
-        verify: bool = True,
-    ) -> T:
-        """Loads a checkpoint written by :meth:`save_pretrained`.
-
-        Called on :class:`Tokenizer` itself, the family is taken from the checkpoint; called on a
-        family class, the checkpoint must be of that family.
-
-        Args:
-            directory: The checkpoint directory.
-            map_location: Device to move the model to.
-            verify: Check the SHA-256 recorded for each file and refuse NaN/inf weights (off: load as is).
-
-        Raises:
-            CheckpointError: When files are missing, truncated, corrupt, of another family, hold non-finite
-                weights, or when the weights do not fit the model built from the config.
-        """
-        from ._registry import tokenizer_class
-
-        payload = read_checkpoint_config(directory)
-        arch = payload["architecture"]
-        try:
-            family = tokenizer_class(arch)
-        except ValueError as err:
-            raise CheckpointError(f"checkpoint {str(directory)!r}: {err}") from err
-        if cls is not Tokenizer and not issubclass(family, cls):
-            raise CheckpointError(f"checkpoint {str(directory)!r} holds a {arch!r} tokenizer, not a {cls.__name__}")
-        try:
-            model = family.from_config(payload["config"])
-        except (ValueError, TypeError) as err:
-            raise CheckpointError(f"checkpoint {str(directory)!r} has an invalid config: {err}") from err
-        state = read_checkpoint_weights(directory, payload, verify=verify)
-        model.load_checked_state_dict(state, source=str(directory))
-        return model.to(map_location)  # type: ignore[return-value]
-
-    def load_checked_state_dict(self, state: dict[str, Tensor], source: str = "state dict") -> None:
-        """Strict ``load_state_dict`` with one readable error listing missing, unexpected and mis-shaped keys.
-
-        Raises:
-            CheckpointError: When ``state`` does not match this model exactly.
-        """
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = [
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in sorted(set(own) & set(state))
-            if state[k].shape != own[k].shape
-        ]
-        if missing or unexpected or shapes:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-            if shapes:
-                parts.append(f"shape mismatches {shapes[:8]}{' ...' if len(shapes) > 8 else ''}")
-            raise CheckpointError(f"{source} does not match {type(self).__name__}: " + "; ".join(parts))
-        self.load_state_dict(state, strict=True)

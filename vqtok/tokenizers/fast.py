@@ -12,17 +12,21 @@ block with no whitespace or surrogates; every value in ``[-clip, clip]`` is in t
 in-range integer sequence encodes losslessly. Coefficients beyond ``clip`` (fixed at fit time) are clipped
 with a warning.
 
-This is not an ``nn.Module`` tokenizer: it has ``fit``/``encode``/``decode``/``save``/``load`` and
-variable-length output (a list of token ids per chunk).
+It follows the tokenizer contract (:class:`~vqtok.tokenizers.BaseTokenizer`, registered as ``"fast"``): after
+:meth:`FASTTokenizer.fit`, :meth:`~FASTTokenizer.encode` gives int64 ids ``(B, L)`` right-padded with
+``pad_index = -1`` to the longest chunk of the batch (:meth:`~FASTTokenizer.encode_lists` gives the unpadded
+lists), and ``save_pretrained`` writes the fitted BPE as tensors (``bpe_vocab``: each token's zig-zag integers,
+``bpe_merges``: the merge list as id pairs in priority order, ``bpe_clip``) into the usual checkpoint folder.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +34,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FASTTokenizer", "dct_matrix"]
+from ._bpe_state import bpe_from_tensors, bpe_to_tensors, read_legacy_fast, token_rows, train_bpe, unzigzag, zigzag
+from ._config import config_to_dict
+from ._pretrained import CONFIG_NAME, CheckpointError
+from ._registry import register_tokenizer
+from .contract import BaseTokenizer
+
+__all__ = ["FASTConfig", "FASTTokenizer", "dct_matrix"]
 
 _BASE = 0x4E00
 # Zig-zag values must stay below the UTF-16 surrogate block that starts at U+D800.
 _MAX_ZIGZAG = 0xD800 - _BASE - 1
-_CONFIG_NAME = "fast_config.json"
-_BPE_NAME = "tokenizer.json"
-_FORMAT_VERSION = 1
+# The folder layout of vqtok <= 0.1 (FASTTokenizer.save), still read by FASTTokenizer.load.
+_LEGACY_CONFIG_NAME = "fast_config.json"
+_LEGACY_BPE_NAME = "tokenizer.json"
+_STATE = ("bpe_clip", "bpe_vocab", "bpe_merges")
 
 
 def dct_matrix(n: int) -> np.ndarray:
@@ -49,37 +60,30 @@ def dct_matrix(n: int) -> np.ndarray:
     return d
 
 
-def _zigzag(v: np.ndarray) -> np.ndarray:
-    return np.where(v >= 0, 2 * v, -2 * v - 1)
+@dataclass
+class FASTConfig:
+    """Config of :class:`FASTTokenizer`: its arguments (the fitted BPE lives in its state); ``ValueError`` if bad."""
+
+    version: int = 1
+    channels: int = 1
+    chunk_size: int = 16
+    scale: float = 10.0
+    vocab_size: int = 1024
+    min_frequency: int = 2
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.chunk_size < 1 or not self.scale > 0 or self.vocab_size < 2:
+            raise ValueError(
+                f"bad FAST settings: channels={self.channels}, chunk_size={self.chunk_size}, scale={self.scale}, "
+                f"vocab={self.vocab_size}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
 
 
-def _unzigzag(z: np.ndarray) -> np.ndarray:
-    return np.where(z % 2 == 0, z // 2, -(z + 1) // 2)
-
-
-def _token_rows(tokens: Any) -> list[list[Any]]:
-    """Normalizes the accepted token containers to lists of per-chunk id lists, or raises ValueError."""
-    if isinstance(tokens, (Tensor, np.ndarray)):
-        arr = tokens.detach().cpu().numpy() if isinstance(tokens, Tensor) else tokens
-        if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-            raise ValueError(f"token array must be 2-D (B, L) integer, got {arr.dtype} {arr.shape}")
-        return arr.tolist()
-    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
-        raise ValueError(f"tokens must be a sequence of token id sequences, got {type(tokens).__name__}")
-    rows = []
-    for i, seq in enumerate(tokens):
-        if isinstance(seq, (Tensor, np.ndarray)):
-            arr = seq.detach().cpu().numpy() if isinstance(seq, Tensor) else seq
-            if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-                raise ValueError(f"sequence {i}: expected a 1-D integer array, got {arr.dtype} {arr.shape}")
-            seq = arr.tolist()
-        elif isinstance(seq, (str, bytes)) or not isinstance(seq, Iterable):
-            raise ValueError(f"sequence {i}: expected a sequence of token ids, got {type(seq).__name__}")
-        rows.append(list(seq))
-    return rows
-
-
-class FASTTokenizer:
+@register_tokenizer("fast")
+class FASTTokenizer(BaseTokenizer):
     """DCT + rounding + BPE tokenizer for ``(B, C, H)`` action chunks.
 
     Args:
@@ -95,6 +99,12 @@ class FASTTokenizer:
         ValueError: On non-positive sizes or scale.
     """
 
+    config_class = FASTConfig
+    config: FASTConfig
+    # Action chunks share the (B, C, H) layout and fidelity metrics of the learned "action" tokenizer.
+    modality = "timeseries"
+    pad_index = -1
+
     def __init__(
         self,
         channels: int,
@@ -103,18 +113,28 @@ class FASTTokenizer:
         vocab_size: int = 1024,
         min_frequency: int = 2,
     ) -> None:
-        if channels < 1 or chunk_size < 1 or not scale > 0 or vocab_size < 2:
-            raise ValueError(
-                f"bad FAST settings: channels={channels}, chunk_size={chunk_size}, scale={scale}, vocab={vocab_size}"
-            )
-        self.channels = int(channels)
-        self.chunk_size = int(chunk_size)
-        self.scale = float(scale)
-        self.vocab_size = int(vocab_size)
-        self.min_frequency = int(min_frequency)
+        super().__init__(
+            FASTConfig(1, int(channels), int(chunk_size), float(scale), int(vocab_size), int(min_frequency))
+        )
+        self.channels = self.config.channels
+        self.chunk_size = self.config.chunk_size
+        self.scale = self.config.scale
+        self.vocab_size = self.config.vocab_size
+        self.min_frequency = self.config.min_frequency
         self.clip: int | None = None
         self._bpe: Any = None
         self._dct = dct_matrix(self.chunk_size)
+
+    @classmethod
+    def from_config(cls, config: FASTConfig | dict[str, Any]) -> FASTTokenizer:
+        """An unfitted tokenizer from a :class:`FASTConfig` or a dict of its fields."""
+        if isinstance(config, dict):
+            from ._config import config_from_dict
+
+            config = config_from_dict(FASTConfig, config)
+        kwargs = dataclasses.asdict(config)
+        kwargs.pop("version")
+        return cls(**kwargs)
 
     # ------------------------------------------------------------------------------- integer codes
     @property
@@ -161,7 +181,7 @@ class FASTTokenizer:
                 stacklevel=3,
             )
             codes = np.clip(codes, -self.clip, self.clip)
-        z = _zigzag(codes) + _BASE
+        z = zigzag(codes) + _BASE
         return ["".join(map(chr, row)) for row in z.tolist()]
 
     # ------------------------------------------------------------------------------------------- BPE
@@ -174,8 +194,6 @@ class FASTTokenizer:
         Raises:
             ValueError: On malformed chunks, or when the fitted range does not fit the character block.
         """
-        from tokenizers import Tokenizer, models, trainers
-
         parts = [chunks] if isinstance(chunks, (Tensor, np.ndarray)) else list(chunks)
         codes = np.concatenate([self.to_integers(c) for c in parts])
         if codes.size == 0:
@@ -192,21 +210,27 @@ class FASTTokenizer:
                 f"vocab_size {self.vocab_size} is smaller than the {len(alphabet)} integer symbols in "
                 f"[-{clip}, {clip}]; raise vocab_size or lower the scale"
             )
-        bpe = Tokenizer(models.BPE())
-        trainer = trainers.BpeTrainer(
-            vocab_size=self.vocab_size,
-            min_frequency=self.min_frequency,
-            initial_alphabet=alphabet,
-            show_progress=False,
-            special_tokens=[],
-        )
-        bpe.train_from_iterator(self._to_text(codes), trainer=trainer)
-        self._bpe = bpe
+        bpe = train_bpe(self._to_text(codes), alphabet, self.vocab_size, self.min_frequency)
+        # Installed from the tensor form, so a fitted and a reloaded tokenizer run the very same BPE model.
+        self._install(torch.tensor(clip), *bpe_to_tensors(bpe, _BASE))
         return self
+
+    def _install(self, clip: Tensor, vocab: Tensor, merges: Tensor) -> None:
+        """Sets the fitted state (buffers ``bpe_clip``, ``bpe_vocab``, ``bpe_merges``) and builds the BPE model.
+
+        Raises:
+            ValueError: On a clip out of range or malformed BPE tables.
+        """
+        if clip.ndim != 0 or clip.is_floating_point() or not (0 < int(clip) and 2 * int(clip) + 1 <= _MAX_ZIGZAG):
+            raise ValueError(f"bpe_clip must be an integer scalar in [1, {(_MAX_ZIGZAG - 1) // 2}], got {clip}")
+        self._bpe = bpe_from_tensors(vocab.long(), merges.long(), _BASE, 2 * int(clip) + 1)
+        self.clip = int(clip)
+        for name, value in zip(_STATE, (clip, vocab, merges), strict=True):
+            self.register_buffer(name, value.long().cpu())
 
     def _require_fit(self) -> Any:
         if self._bpe is None or self.clip is None:
-            raise RuntimeError("FASTTokenizer is not fitted; call fit() or load()")
+            raise RuntimeError("FASTTokenizer is not fitted; call fit() or from_pretrained()")
         return self._bpe
 
     @property
@@ -214,7 +238,34 @@ class FASTTokenizer:
         """Actual vocabulary size after fitting (at most ``vocab_size``)."""
         return int(self._require_fit().get_vocab_size())
 
-    def encode(self, chunks: Tensor | np.ndarray) -> list[list[int]]:
+    @property
+    def codebook_size(self) -> int:
+        """The fitted vocabulary size :attr:`vocab_len`: ids lie in ``[0, vocab_len)``."""
+        return self.vocab_len
+
+    def check_signal(self, signal: Any) -> None:
+        """Raises ``ValueError`` unless ``signal`` is a finite float batch ``(B, C, H)``."""
+        if isinstance(signal, Tensor) and not signal.is_floating_point():
+            raise ValueError(f"FASTTokenizer expects float chunks, got {signal.dtype}")
+        self._check_chunks(signal)
+
+    def encode(self, chunks: Tensor | np.ndarray, **options: Any) -> Tensor:
+        """Chunks ``(B, C, H)`` -> int64 ids ``(B, L)``, each row right-padded with ``pad_index`` (-1) to the
+        longest of the batch (on the input's device).
+
+        Raises:
+            ValueError: On malformed chunks or any option (there are none).
+        """
+        if options:
+            raise ValueError(f"FASTTokenizer.encode takes no options, got {sorted(options)}")
+        self.check_signal(chunks)
+        rows = self.encode_lists(chunks)
+        out = torch.full((len(rows), max(map(len, rows), default=0)), self.pad_index, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return out.to(chunks.device) if isinstance(chunks, Tensor) else out
+
+    def encode_lists(self, chunks: Tensor | np.ndarray) -> list[list[int]]:
         """Chunks ``(B, C, H)`` -> one variable-length list of BPE token ids per chunk."""
         return self.encode_integers(self.to_integers(chunks))
 
@@ -232,12 +283,13 @@ class FASTTokenizer:
             raise ValueError(f"expected integer codes (B, {self.values_per_chunk}), got {codes.dtype} {codes.shape}")
         return [enc.ids for enc in bpe.encode_batch(self._to_text(codes.astype(np.int64)))]
 
-    def decode_integers(self, tokens: Sequence[Sequence[int]]) -> np.ndarray:
+    def decode_integers(self, tokens: Sequence[Sequence[int]] | Tensor | np.ndarray) -> np.ndarray:
         """Token id lists -> integer codes ``(B, H * C)``.
 
         Args:
             tokens: One sequence of ids per chunk: lists of ints, 1-D integer arrays or tensors, or a
-                2-D integer array or tensor when all sequences have one length.
+                2-D integer array or tensor (as from :meth:`encode`), whose trailing ``pad_index`` entries
+                are padding.
 
         Raises:
             ValueError: On an unknown id, a non-integer id, a sequence that does not expand to exactly
@@ -247,7 +299,10 @@ class FASTTokenizer:
         bpe = self._require_fit()
         vocab = self.vocab_len
         rows = []
-        for i, seq in enumerate(_token_rows(tokens)):
+        padded = isinstance(tokens, (Tensor, np.ndarray))
+        for i, seq in enumerate(token_rows(tokens)):
+            while padded and seq and seq[-1] == self.pad_index:
+                seq.pop()
             pieces = []
             for t in seq:
                 if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < vocab:
@@ -264,59 +319,67 @@ class FASTTokenizer:
             z = np.fromiter((ord(ch) - _BASE for ch in text), dtype=np.int64, count=len(text))
             if (z < 0).any() or (z > 2 * self.clip).any():  # type: ignore[operator]
                 raise ValueError(f"sequence {i} holds a symbol outside the coefficient alphabet")
-            rows.append(_unzigzag(z))
+            rows.append(unzigzag(z))
         if not rows:
             return np.zeros((0, self.values_per_chunk), dtype=np.int64)
         return np.stack(rows)
 
-    def decode(self, tokens: Sequence[Sequence[int]]) -> Tensor:
-        """Token id lists -> chunks ``(B, C, H)`` float32.
+    def decode(self, tokens: Sequence[Sequence[int]] | Tensor | np.ndarray) -> Tensor:
+        """Padded ids ``(B, L)`` from :meth:`encode`, or token id lists -> chunks ``(B, C, H)`` float32 (on the
+        device of ``tokens`` when it is a tensor).
 
         Raises:
             ValueError: On malformed token sequences (see :meth:`decode_integers`); never returns zeros
                 for them.
         """
-        return self.from_integers(self.decode_integers(tokens))
+        chunks = self.from_integers(self.decode_integers(tokens))
+        return chunks.to(tokens.device) if isinstance(tokens, Tensor) else chunks
 
     # ------------------------------------------------------------------------------------ save/load
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Writes ``fast_config.json`` and the BPE model ``tokenizer.json`` into ``directory``."""
-        bpe = self._require_fit()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": "vqtok-fast",
-            "format_version": _FORMAT_VERSION,
-            "channels": self.channels,
-            "chunk_size": self.chunk_size,
-            "scale": self.scale,
-            "vocab_size": self.vocab_size,
-            "min_frequency": self.min_frequency,
-            "clip": self.clip,
-        }
-        bpe.save(str(directory / _BPE_NAME))
-        (directory / _CONFIG_NAME).write_text(json.dumps(config, indent=2))
-        return directory
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes ``config.json`` and ``model.safetensors`` (the fitted BPE as tensors), like every tokenizer.
+
+        Raises:
+            RuntimeError: When the tokenizer is not fitted.
+        """
+        self._require_fit()
+        return super().save_pretrained(directory)
+
+    save = save_pretrained
+
+    @classmethod
+    def _from_checkpoint(cls, config: dict[str, Any], state: dict[str, Tensor], source: str) -> FASTTokenizer:
+        try:
+            tok = cls.from_config(config)
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"checkpoint {source!r} has an invalid FAST config: {err}") from err
+        if sorted(state) != sorted(_STATE):
+            raise CheckpointError(f"{source} does not hold the FAST state {list(_STATE)}; found {sorted(state)}")
+        try:
+            tok._install(*(state[k] for k in _STATE))
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint {source!r} holds an invalid FAST state: {err}") from err
+        return tok
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> FASTTokenizer:
-        """Reads a directory written by :meth:`save`.
+        """Reads a folder written by :meth:`save_pretrained`, or by ``save`` of vqtok <= 0.1
+        (``fast_config.json`` + ``tokenizer.json``).
 
         Raises:
-            FileNotFoundError: When a file is missing.
-            ValueError: When the config is not a FAST config or of a newer format.
+            CheckpointError: When the folder holds neither, or a file is missing, corrupt or of a newer format.
         """
-        from tokenizers import Tokenizer
-
         directory = Path(directory)
-        config = json.loads((directory / _CONFIG_NAME).read_text())
-        if config.get("format") != "vqtok-fast" or int(config.get("format_version", 0)) > _FORMAT_VERSION:
-            raise ValueError(f"{str(directory)!r} does not hold a FAST tokenizer this vqtok can read")
-        tok = cls(
-            config["channels"], config["chunk_size"], config["scale"], config["vocab_size"], config["min_frequency"]
+        if (directory / CONFIG_NAME).is_file() or not (directory / _LEGACY_CONFIG_NAME).is_file():
+            return cls.from_pretrained(directory)
+        args, clip, vocab, merges = read_legacy_fast(
+            directory / _LEGACY_CONFIG_NAME, directory / _LEGACY_BPE_NAME, _BASE
         )
-        tok.clip = int(config["clip"])
-        tok._bpe = Tokenizer.from_file(str(directory / _BPE_NAME))
+        try:
+            tok = cls(*args)
+            tok._install(clip, vocab, merges)
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"{str(directory)!r} holds an invalid FAST tokenizer: {err}") from err
         return tok
 
     def __repr__(self) -> str:

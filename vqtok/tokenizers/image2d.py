@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..layers import Downsample2d, PatchDiscriminator2d, ResBlock2d, Upsample2d, create_norm2d
+from ..layers import Downsample2d, ResBlock2d, Upsample2d, create_norm2d
 from ._config import TokenizerConfig
 from ._registry import register_tokenizer
 from .base import Tokenizer
@@ -39,7 +39,8 @@ class Image2dConfig(TokenizerConfig):
         norm: ``"group"``, ``"batch"`` or ``"none"``.
         recon_loss: ``"l1"``, ``"l2"`` or ``"l1+l2"``.
         recon_weight: Weight of the reconstruction term.
-        gan_weight: Weight of the generator's PatchGAN hinge term; 0 disables the discriminator.
+        gan_weight: Weight of the generator's PatchGAN hinge term; 0 disables the discriminator. This and the
+            three settings below are read by the trainer (:mod:`vqtok.train.adversarial`), not by the model.
         gan_start_step: Training step at which the adversarial terms start.
         disc_channels: Width of the discriminator's first layer.
         disc_layers: Stride-2 layers of the discriminator.
@@ -164,16 +165,3 @@ class Image2dTokenizer(Tokenizer):
             terms["recon_l2"] = F.mse_loss(recon32, signal32)
             total = total + terms["recon_l2"]
         return self.config.recon_weight * total, {k: v.detach() for k, v in terms.items()}
-
-    def build_discriminator(self) -> nn.Module | None:
-        if self.config.gan_weight <= 0:
-            return None
-        return PatchDiscriminator2d(self.config.in_channels, self.config.disc_channels, self.config.disc_layers)
-
-    @property
-    def adversarial_weight(self) -> float:
-        return float(self.config.gan_weight)
-
-    @property
-    def adversarial_start_step(self) -> int:
-        return int(self.config.gan_start_step)

@@ -18,7 +18,7 @@ from ..metrics import code_counts
 from ..metrics.audio import audio_metrics
 from ..metrics.image import image_metrics
 from ..metrics.timeseries import timeseries_metrics
-from ..tokenizers import Tokenizer
+from ..tokenizers import BaseTokenizer
 from .trainer import collate
 
 __all__ = ["EvalResult", "MODALITIES", "Modality", "evaluate"]
@@ -65,7 +65,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    model: Tokenizer,
+    model: BaseTokenizer,
     dataset: Dataset,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -91,11 +91,12 @@ def evaluate(
     model.eval().to(device)
     n = len(dataset) if max_examples is None else min(len(dataset), max_examples)  # type: ignore[arg-type]
     loader = DataLoader(range(n), batch_size=batch_size, shuffle=False)
-    q = model.quantizer
-    counts = torch.zeros(q.codebook_size, dtype=torch.float64) if q.codebook_size <= 1 << 24 else None
+    # Only the tokenizer contract is used, so fitted tokenizers (FAST) are evaluated like neural ones.
+    codebook_size, index_shape = model.codebook_size, model.index_shape
+    counts = torch.zeros(codebook_size, dtype=torch.float64) if codebook_size <= 1 << 24 else None
     sums: dict[str, float] = {}
     seen = 0
-    tokens_per_example = 0
+    total_tokens = 0
     raw_values = 0
     originals: list[Tensor] = []
     recons: list[Tensor] = []
@@ -109,11 +110,14 @@ def evaluate(
         indices = model.encode(signal)
         recon = model.decode(indices)
         b = signal.shape[0]
-        tokens_per_example = math.prod(indices.shape[1 : indices.ndim - len(q.index_shape)])
+        # unbatch drops the padding of variable-length tokenizers, so lengths and histograms count real tokens.
+        rows = model.unbatch(indices.cpu())
+        total_tokens += sum(math.prod(r.shape[: r.ndim - len(index_shape)]) for r in rows)
         raw_values = signal[0].numel()
         if counts is not None:
             try:
-                counts += code_counts(indices.cpu(), q.codebook_size)
+                real = indices.cpu() if model.pad_index is None else torch.cat([r.reshape(-1) for r in rows])
+                counts += code_counts(real, codebook_size)
             except ValueError:
                 counts = None
         per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
@@ -130,13 +134,14 @@ def evaluate(
     metrics["examples"] = float(seen)
     if counts is not None and counts.sum() > 0:
         p = counts[counts > 0] / counts.sum()
-        metrics["usage"] = float((counts > 0).sum()) / q.codebook_size
+        metrics["usage"] = float((counts > 0).sum()) / codebook_size
         metrics["perplexity"] = float(2 ** (-(p * p.log2()).sum()))
-    metrics["codebook_size"] = float(q.codebook_size)
-    metrics["num_codebooks"] = float(q.num_codebooks)
+    tokens_per_example = total_tokens / max(seen, 1)
+    metrics["codebook_size"] = float(codebook_size)
+    metrics["num_codebooks"] = float(math.prod(index_shape))
     metrics["tokens_per_example"] = float(tokens_per_example)
-    metrics["bits_per_token"] = float(q.bits_per_token)
-    metrics["bits_per_example"] = float(tokens_per_example * q.bits_per_token)
+    metrics["bits_per_token"] = float(model.bits_per_token)
+    metrics["bits_per_example"] = float(tokens_per_example * model.bits_per_token)
     if modality is not None and metrics["bits_per_example"] > 0:
         metrics["compression_ratio"] = raw_values * modality.raw_bits_per_value / metrics["bits_per_example"]
     return EvalResult(

@@ -41,11 +41,11 @@ from ..data import StepBatchSampler, create_dataset
 from ..metrics import CodebookUsage
 from ..tokenizers import Tokenizer, create_tokenizer
 from ..version import __version__
+from .adversarial import Adversary, build_adversary
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
-from .losses import hinge_d_loss, hinge_g_loss
 
-__all__ = ["Trainer", "TrainResult", "collate", "seed_everything"]
+__all__ = ["StepResult", "Trainer", "TrainResult", "collate", "seed_everything"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,19 @@ class TrainResult:
     last_metrics: dict[str, float]
     model_dir: Path | None
     seconds: float
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step reports.
+
+    Attributes:
+        logs: Scalar terms to average and log (``loss``, ``grad_norm``, the model's losses and metrics, ...).
+        indices: The step's int64 token indices (detached), for the codebook usage meter.
+    """
+
+    logs: dict[str, float]
+    indices: Tensor
 
 
 def seed_everything(seed: int) -> None:
@@ -153,9 +166,15 @@ class Trainer:
     def _build(self, info: DistInfo) -> None:
         cfg = self.cfg
         seed_everything(cfg.seed)
-        self.model: Tokenizer = create_tokenizer(cfg.tokenizer, **cfg.model).to(info.device)
-        disc = self.model.build_discriminator()
-        self.disc: nn.Module | None = disc.to(info.device) if disc is not None else None
+        model = create_tokenizer(cfg.tokenizer, **cfg.model)
+        if not isinstance(model, Tokenizer):
+            raise ValueError(f"{cfg.tokenizer!r} is a fitted tokenizer, not trained by gradient: use its fit()")
+        self.model: Tokenizer = model.to(info.device)
+        # Adversarial training is part of the recipe, not of the model: composed here from the model's config.
+        self.adversary: Adversary | None = build_adversary(self.model)
+        self.disc: nn.Module | None = None
+        if self.adversary is not None:
+            self.disc = self.adversary.discriminator = self.adversary.discriminator.to(info.device)
         o = cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -326,15 +345,14 @@ class Trainer:
             signal, mask = (batch["signal"], batch.get("mask")) if isinstance(batch, dict) else (batch, None)
             signal = signal.to(info.device, non_blocking=True)
             mask = mask.to(info.device, non_blocking=True) if mask is not None else None
-            terms = self._train_step(signal, mask, amp_dtype)
+            result = self._train_step(signal, mask, amp_dtype)
             if meter is not None:
                 try:
-                    meter.update(terms.pop("_indices"))
+                    meter.update(result.indices)
                 except ValueError:
                     # Quantizers whose index entries have different ranges (anchors) are not histogrammed.
                     meter = None
-            terms.pop("_indices", None)
-            for k, v in terms.items():
+            for k, v in result.logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
             self.step += 1
@@ -363,22 +381,17 @@ class Trainer:
                 dist.barrier()
         return TrainResult(self.run_dir, self.step, last, model_dir, time.perf_counter() - t0)
 
-    def _train_step(self, signal: Tensor, mask: Tensor | None, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+    def _train_step(self, signal: Tensor, mask: Tensor | None, amp_dtype: torch.dtype | None) -> StepResult:
         cfg, dev = self.cfg, signal.device.type
         autocast = torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
-        use_gan = self.disc is not None and self.step >= self.model.adversarial_start_step
+        adversary = self.adversary if self.adversary is not None and self.adversary.active(self.step) else None
         with autocast:
             out = self.ddp_model(signal, mask)
             loss = out.loss
             g_adv = None
-            if use_gan:
-                assert self.disc is not None
-                # The generator's term goes through the bare discriminator with frozen weights: its gradient
-                # must reach the decoder only, and DDP must not see a second forward of the wrapped module.
-                self.disc.requires_grad_(False)
-                g_adv = hinge_g_loss(self.disc(out.recon))
-                self.disc.requires_grad_(True)
-                loss = loss + self.model.adversarial_weight * g_adv
+            if adversary is not None:
+                g_adv = adversary.generator_loss(out.recon)
+                loss = loss + adversary.settings.weight * g_adv
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.opt.param_groups for p in g["params"]]
@@ -387,13 +400,10 @@ class Trainer:
         )
         self.opt.step()
         self.sched.step()
-        terms: dict[str, Any] = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
-        if use_gan and self.ddp_disc is not None and self.disc_opt is not None:
+        terms: dict[str, float] = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
+        if adversary is not None and self.ddp_disc is not None and self.disc_opt is not None:
             with autocast:
-                # One forward over real and fake together keeps DDP at one forward per backward.
-                logits = self.ddp_disc(torch.cat([signal, out.recon.detach()]))
-                real, fake = logits.chunk(2)
-                d_loss = hinge_d_loss(real, fake)
+                d_loss = Adversary.discriminator_loss(self.ddp_disc, signal, out.recon)
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.disc_opt.step()
@@ -401,8 +411,7 @@ class Trainer:
             terms["g_adv"] = float(g_adv.detach()) if g_adv is not None else 0.0
         terms.update({k: float(v) for k, v in out.losses.items()})
         terms.update({k: float(v) for k, v in out.metrics.items() if v.numel() == 1})
-        terms["_indices"] = out.quantizer_output.indices.detach()
-        return terms
+        return StepResult(logs=terms, indices=out.quantizer_output.indices.detach())
 
     def _reduce_logs(
         self, info: DistInfo, sums: dict[str, float], count: int, meter: CodebookUsage | None

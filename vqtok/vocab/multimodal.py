@@ -1,7 +1,7 @@
 """One id space for text and media tokens: interleaved sequences for multimodal language models.
 
 A :class:`MultimodalVocab` combines a text tokenizer (byte-level BPE from Hugging Face ``tokenizers``) with
-any number of vqtok :class:`~vqtok.tokenizers.Tokenizer` models, one per named modality (``"image"``,
+any number of vqtok tokenizers (:class:`~vqtok.tokenizers.BaseTokenizer`), one per named modality (``"image"``,
 ``"audio"``, ...), in the spirit of early-fusion token models (Chameleon Team, "Chameleon: Mixed-Modal
 Early-Fusion Foundation Models", arXiv:2405.09818). Written for vqtok.
 
@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .._io import CheckpointError, atomic_directory, read_versioned_json, sha256_file
-from ..tokenizers import Tokenizer
+from ..tokenizers import BaseTokenizer
 from .text import load_text_tokenizer, text_vocab_size
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class MultimodalVocab:
     def __init__(
         self,
         text: TextTokenizer | str | os.PathLike[str],
-        tokenizers: Mapping[str, Tokenizer],
+        tokenizers: Mapping[str, BaseTokenizer],
         grid_shapes: Mapping[str, Sequence[int]] | None = None,
         max_grid_size: int = 1024,
     ) -> None:
@@ -156,11 +156,11 @@ class MultimodalVocab:
         for name, tok in tokenizers.items():
             if not isinstance(name, str) or not _NAME_RE.match(name) or name in _RESERVED:
                 raise ValueError(f"modality name {name!r} must match [a-z][a-z0-9_]* and not be one of {_RESERVED}")
-            if not isinstance(tok, Tokenizer):
-                raise ValueError(f"modality {name!r}: expected a vqtok Tokenizer, got {type(tok).__name__}")
+            if not isinstance(tok, BaseTokenizer):
+                raise ValueError(f"modality {name!r}: expected a vqtok BaseTokenizer, got {type(tok).__name__}")
             if name not in grid_shapes and max_grid_size == 0:
                 raise ValueError(f"modality {name!r} has no fixed grid_shape, so max_grid_size must be > 0")
-        self.tokenizers: dict[str, Tokenizer] = {name: tok.eval() for name, tok in tokenizers.items()}
+        self.tokenizers: dict[str, BaseTokenizer] = {name: tok.eval() for name, tok in tokenizers.items()}
         self.max_grid_size = int(max_grid_size)
         self.text_vocab_size = text_vocab_size(self.text)
 
@@ -182,8 +182,8 @@ class MultimodalVocab:
                 open_id=self.special_tokens[f"<{name}>"],
                 close_id=self.special_tokens[f"</{name}>"],
                 offset=offset,
-                codebook_size=int(tok.quantizer.codebook_size),
-                index_shape=tuple(int(s) for s in tok.quantizer.index_shape),
+                codebook_size=int(tok.codebook_size),
+                index_shape=tuple(int(s) for s in tok.index_shape),
                 grid_shape=None if grid is None else tuple(int(s) for s in grid),
             )
             self.layouts[name] = layout
@@ -419,7 +419,9 @@ class MultimodalVocab:
             tok = self.tokenizers[part.modality]
             param = next(tok.parameters(), None)
             device = param.device if param is not None else torch.device("cpu")
-            out.append(tok.decode(part.indices[None].to(device))[0].float().cpu())
+            signal = tok.decode(part.indices[None].to(device))[0].cpu()
+            # Float signals come back as float32; integer ones (graph node ids) keep their dtype.
+            out.append(signal.float() if signal.is_floating_point() else signal)
         return out
 
     def _check_text_run(self, arr: np.ndarray, start: int, stop: int) -> None:
@@ -570,7 +572,7 @@ class MultimodalVocab:
         except (FileNotFoundError, ValueError) as err:
             raise CheckpointError(f"text tokenizer of {str(directory)!r}: {err}") from err
         tokenizers = {
-            m["name"]: Tokenizer.from_pretrained(
+            m["name"]: BaseTokenizer.from_pretrained(
                 directory / "modalities" / m["name"], map_location=map_location, verify=verify
             )
             for m in layout["modalities"]
