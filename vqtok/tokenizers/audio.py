@@ -66,6 +66,17 @@ class AudioConfig(TokenizerConfig):
             frame ``t`` only, which makes :meth:`AudioTokenizer.encode_stream` / ``decode_stream`` possible
             (algorithmic latency one hop). ``False`` (default, and what older checkpoints were trained
             with) pads both sides and sees about a hop into the future.
+        gan_weight: Adversarial training (read by :mod:`vqtok.train.adversarial`, which builds the
+            multi-period + multi-scale STFT discriminator); 0 (default) trains without one.
+        gan_start_step: Step at which the adversarial terms switch on.
+        gan_loss: ``"hinge"`` or ``"lsgan"``.
+        gan_feature_weight: Feature-matching weight inside the generator's adversarial term.
+        gan_balance: Balance the adversarial gradient against the reconstruction gradient (see
+            :class:`vqtok.train.adversarial.AdversarialSettings`).
+        disc_channels: Width of each sub-discriminator.
+        disc_layers: Hidden layers of each sub-discriminator.
+        disc_periods: Periods of the multi-period discriminator.
+        disc_fft_sizes: FFT sizes of the multi-scale STFT discriminator.
     """
 
     quantizer: str = "rvq"
@@ -81,6 +92,15 @@ class AudioConfig(TokenizerConfig):
     snr_weight: float = 0.0
     fft_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
     causal: bool = False
+    gan_weight: float = 0.0
+    gan_start_step: int = 0
+    gan_loss: str = "hinge"
+    gan_feature_weight: float = 0.0
+    gan_balance: bool = False
+    disc_channels: int = 16
+    disc_layers: int = 3
+    disc_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    disc_fft_sizes: tuple[int, ...] = (256, 512, 1024)
 
     def __post_init__(self) -> None:
         if not self.strides or min(self.strides) < 1:

@@ -390,7 +390,7 @@ class Trainer:
             loss = out.loss
             g_adv = None
             if adversary is not None:
-                g_adv = adversary.generator_loss(out.recon)
+                g_adv = adversary.generator_loss(out.recon, real=signal, recon_loss=out.loss)
                 loss = loss + adversary.settings.weight * g_adv
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -403,7 +403,7 @@ class Trainer:
         terms: dict[str, float] = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
         if adversary is not None and self.ddp_disc is not None and self.disc_opt is not None:
             with autocast:
-                d_loss = Adversary.discriminator_loss(self.ddp_disc, signal, out.recon)
+                d_loss = Adversary.discriminator_loss(self.ddp_disc, signal, out.recon, adversary.settings.loss)
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.disc_opt.step()
