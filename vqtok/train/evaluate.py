@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics import code_counts
-from ..metrics.audio import audio_metrics
+from ..metrics.audio import audio_metrics, speech_metrics, streaming_rtf
 from ..metrics.image import image_metrics
 from ..metrics.timeseries import timeseries_metrics
 from ..tokenizers import BaseTokenizer
@@ -95,6 +95,7 @@ def evaluate(
     codebook_size, index_shape = model.codebook_size, model.index_shape
     counts = torch.zeros(codebook_size, dtype=torch.float64) if codebook_size <= 1 << 24 else None
     sums: dict[str, float] = {}
+    valid_counts: dict[str, int] = {}
     seen = 0
     total_tokens = 0
     raw_values = 0
@@ -123,14 +124,23 @@ def evaluate(
         per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
         if modality is not None:
             per.update(modality.metrics(recon, signal))
+        rate = getattr(getattr(model, "config", None), "sample_rate", None)
+        if model.modality == "audio" and rate:
+            per.update(speech_metrics(recon, signal, rate))
         for k, v in per.items():
-            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
+            # PESQ is NaN on silent clips: such examples are left out of its mean (and only of its mean, so a
+            # diverged model still shows NaN everywhere else).
+            valid = torch.isfinite(v.double()) if k.startswith("pesq") else torch.ones(v.shape, dtype=torch.bool)
+            sums[k] = sums.get(k, 0.0) + float(v.double()[valid].sum())
+            valid_counts[k] = valid_counts.get(k, 0) + int(valid.sum())
         seen += b
         if sum(x.shape[0] for x in originals) < keep_examples:
             originals.append(signal.cpu())
             recons.append(recon.float().cpu())
     model.train(was_training)
-    metrics = {k: v / max(seen, 1) for k, v in sums.items()}
+    metrics = {k: v / valid_counts[k] if valid_counts[k] else float("nan") for k, v in sums.items()}
+    if model.modality == "audio":
+        metrics.update(_audio_rate_metrics(model))
     metrics["examples"] = float(seen)
     if counts is not None and counts.sum() > 0:
         p = counts[counts > 0] / counts.sum()
@@ -150,3 +160,21 @@ def evaluate(
         originals=torch.cat(originals)[:keep_examples] if originals else torch.empty(0),
         recons=torch.cat(recons)[:keep_examples] if recons else torch.empty(0),
     )
+
+
+def _audio_rate_metrics(model: BaseTokenizer) -> dict[str, float]:
+    """Bitrate, algorithmic latency and (causal codecs) the one-thread streaming real-time factor."""
+    out: dict[str, float] = {}
+    if hasattr(model, "bitrate_kbps"):
+        out["bitrate_kbps"] = float(model.bitrate_kbps())
+    latency = getattr(model, "algorithmic_latency_ms", None)
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if latency is not None and on_cpu:
+        out["algorithmic_latency_ms"] = float(latency)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            out["stream_rtf_1thread"] = streaming_rtf(model, model.config.sample_rate, seconds=2.0)
+        finally:
+            torch.set_num_threads(threads)
+    return out
