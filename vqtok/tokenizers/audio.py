@@ -10,8 +10,14 @@ losses, plus an optional batch-pooled SNR term (``snr_weight``) for waveform fid
 and no weights are shipped. Written for vqtok; no code was copied.
 
 Lengths: the encoder right-pads ``T`` with zeros to the next multiple of the hop. ``forward`` crops the
-reconstruction back to ``T``; :meth:`AudioTokenizer.decode` returns ``frames * hop`` samples unless it is
-given ``length=T`` (store ``T`` next to the indices to restore the exact length).
+reconstruction back to ``T`` (and takes its losses there); :meth:`AudioTokenizer.decode` returns ``frames * hop``
+samples unless it is given ``length=T`` (store ``T`` next to the indices to restore the exact length).
+
+Streaming: with ``causal=True`` every convolution pads on the left only (:mod:`vqtok.layers.conv1d`), and
+:meth:`AudioTokenizer.encode_stream` / :meth:`AudioTokenizer.decode_stream` turn any chunking of a signal into
+exactly the tokens and samples of whole-signal :meth:`encode` / :meth:`decode`. Input that is not a finite float
+``(B, C, T)`` batch is refused; :func:`vqtok.tokenizers.audio_input.to_waveform` converts int16, stereo and other
+sample rates.
 """
 
 from __future__ import annotations
@@ -189,14 +195,15 @@ class AudioTokenizer(Tokenizer):
         return self.decoder(rearrange(quantized, "b t d -> b d t"))
 
     def forward(self, signal: Tensor, mask: Tensor | None = None) -> TokenizerOutput:
-        """As :meth:`Tokenizer.forward`; ``recon`` is cropped back to the input length ``T``."""
+        """As :meth:`Tokenizer.forward`; ``recon`` is cropped back to the input length ``T`` *before* the losses, so
+        they (and the gradients a GAN balancer compares on ``recon``) cover the real samples only."""
         self.check_signal(signal)
-        length = signal.shape[-1]
-        out = super().forward(F.pad(signal, (0, -length % self.hop)), mask)
-        if out.recon.shape[-1] != length:
-            # Losses were taken on the padded signal, whose tail is zeros the codec also learns to keep.
-            out.recon = out.recon[..., :length]
-        return out
+        qout = self.quantizer(self._encode_latents(signal), mask=mask)
+        recon = self._decode_latents(qout.quantized)[..., : signal.shape[-1]]
+        rec_loss, losses = self._reconstruction_losses(signal, recon)
+        losses = {**losses, **{f"q_{k}": v.detach() for k, v in qout.losses.items()}}
+        metrics = {f"q_{k}": v for k, v in qout.metrics.items()}
+        return TokenizerOutput(recon, qout, rec_loss + qout.loss, losses, metrics)
 
     @torch.no_grad()
     def encode(self, signal: Tensor, **options: Any) -> Tensor:
