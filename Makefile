@@ -6,13 +6,13 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo demo-audio bench clean
+.PHONY: venv test lint demo demo-audio bench bench-gpu clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e ".[dev,data,bench]"
+	$(BIN)/pip install -q -e ".[dev,data,bench,interop]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,6 +44,12 @@ demo-audio: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/search.py && $(BIN)/python benchmarks/train_step.py
+
+# One GPU, <= 8 minutes: gpu tests, Triton search, vq training step, demo throughput (docs/gpu.md). Uses the
+# python that has CUDA torch (GPU_PY; the venv's torch is the CPU build). Extra arguments: GPU_ARGS="--parts search".
+GPU_PY ?= python3
+bench-gpu:
+	PYTHONPATH=$(CURDIR) $(GPU_PY) benchmarks/gpu.py $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

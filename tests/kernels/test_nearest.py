@@ -104,12 +104,14 @@ def test_clustered_inputs_find_their_centre(tiles: tuple[int, int], backend: str
 
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 @pytest.mark.parametrize("k", [2, 5])
-def test_topk_matches_reference_order(metric: str, k: int):
+def test_topk_matches_reference_order(metric: str, k: int, backend: str):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(100, 12, generator=g)
     c = torch.randn(90, 12, generator=g)
     for tiles in _TILES:
-        dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1])
+        dist, idx = nearest(
+            x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1], backend=backend
+        )
         assert dist.shape == idx.shape == (100, k)
         ref = _reference(x, c, metric)
         ref_sorted = ref.sort(dim=1).values[:, :k]
@@ -138,9 +140,12 @@ def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int], back
     first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
     assert torch.equal(idx.cpu(), first)
     assert torch.equal(dist.cpu().double(), ref.min(1).values)
-    for k in (3, 9):
-        _, idx_k = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1])
+    for k in (3, 9, 70):
+        dist_k, idx_k = nearest(
+            x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1], backend=backend
+        )
         assert torch.equal(idx_k.cpu(), _lexsort_topk(ref, k))
+        assert torch.equal(dist_k.cpu().double(), ref.gather(1, idx_k.cpu()))
 
 
 def test_all_codes_identical_returns_zero(backend: str):
@@ -329,8 +334,8 @@ def test_cpu_ext_rejects_what_it_cannot_read():
     if not _cpu_ext.available():
         pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
     x, c = torch.randn(10, 4), torch.randn(20, 4)
-    with pytest.raises(ValueError):
-        nearest(x, c, k=2, backend="cpu_ext")
+    with pytest.raises(ValueError, match="k=21"):
+        _cpu_ext.ext_topk(x, c, (c * c).sum(-1), 21)
     with pytest.raises(ValueError):
         _cpu_ext.ext_search(x.T.contiguous().T, c, (c * c).sum(-1))
     with pytest.raises(ValueError):
@@ -430,3 +435,129 @@ def test_gpu_matches_fp64_reference(dtype: torch.dtype, metric: str):
         dist, idx = nearest(x.cuda(), c.cuda(), metric, backend=backend)
         _assert_matches_reference(x.float(), c.float(), metric, dist, idx)
         assert (idx[:100].cpu() < 15_000).all()
+
+
+# ------------------------------------------------------------------------------------- far from the origin
+_OFFSETS = [0.0, 10.0, 100.0, 1e3, 1e4]
+# A mismatch with the fp64 argmin is allowed only for a genuine near tie: an exact gap below this fraction
+# of the translation-invariant scale ||x - m||^2 + ||c - m||^2 (m the codebook mean), about D * eps32.
+_TIE_TOL = 1e-6
+
+
+def _offset_data(offset: float, n: int = 1000, k: int = 1024, dim: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(11)
+    return torch.randn(n, dim, generator=g) + offset, torch.randn(k, dim, generator=g) + offset
+
+
+def _assert_exact_up_to_near_ties(x: torch.Tensor, c: torch.Tensor, dist: torch.Tensor, idx: torch.Tensor) -> None:
+    xd, cd = x.double(), c.double()
+    ref = torch.cdist(xd, cd).square()
+    best = ref.min(1)
+    m = cd.mean(0)
+    scale = (xd - m).square().sum(-1) + (cd - m).square().sum(-1).amax()
+    chosen = ref.gather(1, idx[:, None])[:, 0]
+    wrong = idx != best.indices
+    assert bool(((chosen - best.values)[wrong] <= _TIE_TOL * scale[wrong]).all()), (
+        f"{int(wrong.sum())} of {len(idx)} indices differ from the fp64 argmin beyond near ties"
+    )
+    assert wrong.float().mean() < 0.01
+    # The returned distance is the fp32 value of the chosen code's distance, with the same scale of error.
+    assert bool(((dist.double() - chosen).abs() <= 10 * _TIE_TOL * scale).all())
+
+
+@pytest.mark.parametrize("offset", _OFFSETS)
+def test_far_from_origin_is_exact(offset: float, backend: str):
+    # Issue 17: with c = randn(1024, 8) + 1000 only 63.5 % of the indices were the fp64 argmin.
+    x, c = _offset_data(offset)
+    dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), backend=backend)
+    _assert_exact_up_to_near_ties(x, c, dist.cpu(), idx.cpu())
+    # Only the codebook far away, or only the latents: the centre is the codebook's.
+    for xs, cs in ((x - offset, c), (x, c - offset)):
+        dist, idx = nearest(xs.to(_DEVICE), cs.to(_DEVICE), backend=backend, tile_k=64)
+        _assert_exact_up_to_near_ties(xs, cs, dist.cpu(), idx.cpu())
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e4])
+def test_far_from_origin_topk_is_exact(offset: float):
+    x, c = _offset_data(offset, n=300, k=500)
+    _, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), k=5, tile_n=64, tile_k=128)
+    ref = torch.cdist(x.double(), c.double()).square()
+    ref_idx = ref.topk(5, dim=1, largest=False).indices
+    gaps = ref.gather(1, idx.cpu()) - ref.gather(1, ref_idx)
+    m = c.double().mean(0)
+    scale = (x.double() - m).square().sum(-1, keepdim=True) + (c.double() - m).square().sum(-1).amax()
+    assert bool((gaps.abs() <= _TIE_TOL * scale).all())
+
+
+def test_integer_ties_survive_centring(backend: str):
+    # Integer coordinates far from the origin: the centre is an integer, x - centre is exact, and duplicated
+    # codes still tie exactly (lowest index wins).
+    x, c = _tie_data()
+    ref = _reference(x, c, "l2")
+    first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
+    for offset in (1000.0, 4096.0):
+        _, idx = nearest(x + offset, c + offset, backend=backend)
+        assert torch.equal(idx, first)
+
+
+@pytest.mark.skipif(not _HAS_TRITON, reason="triton is not installed")
+def test_triton_far_from_origin_in_interpreter():
+    script = textwrap.dedent(
+        """
+        import torch
+        from vqtok.kernels import nearest
+        for offset in (0.0, 10.0, 100.0, 1e3, 1e4):
+            g = torch.Generator().manual_seed(12)
+            x = torch.randn(150, 8, generator=g) + offset
+            c = torch.randn(300, 8, generator=g) + offset
+            ref = torch.cdist(x.double(), c.double()).square()
+            _, idx = nearest(x, c, backend="triton", tile_n=64, tile_k=64)
+            m = c.double().mean(0)
+            scale = (x.double() - m).square().sum(-1) + (c.double() - m).square().sum(-1).amax()
+            gap = ref.gather(1, idx[:, None])[:, 0] - ref.min(1).values
+            assert bool((gap <= 1e-6 * scale).all()), (offset, int((gap > 1e-6 * scale).sum()))
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "TRITON_INTERPRET": "1"}
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dim", [2, 8, 16, 32, 20])
+@pytest.mark.parametrize("k", [2, 16, 60])
+def test_cpu_ext_topk_on_ties_and_ragged_sizes(dim: int, k: int):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    # Integer coordinates: exact fp32 distances and many ties at every rank, across lanes, groups and tiles.
+    g = torch.Generator().manual_seed(13)
+    c = torch.randint(-1, 2, (203, dim), generator=g).float()
+    x = torch.randint(-1, 2, (91, dim), generator=g).float()
+    ref = _reference(x, c, "l2")
+    for tile_k in (None, 48, 16):
+        dist, idx = nearest(x, c, k=k, tile_k=tile_k, backend="cpu_ext")
+        assert torch.equal(idx, _lexsort_topk(ref, k))
+        assert torch.equal(dist.double(), ref.gather(1, idx))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        big = torch.randint(-1, 2, (811, dim), generator=g).float()
+        one = nearest(big, c, k=k, backend="cpu_ext")
+        assert torch.equal(one[1], _lexsort_topk(_reference(big, c, "l2"), k))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_topk_auto_uses_cpu_ext_up_to_its_k(monkeypatch):
+    if not _cpu_ext.available():
+        pytest.skip(f"CPU kernel unavailable: {_cpu_ext.unavailable_reason()}")
+    calls = []
+    real = _cpu_ext.ext_topk
+    monkeypatch.setattr(_cpu_ext, "ext_topk", lambda *a, **kw: calls.append(a[3]) or real(*a, **kw))
+    x, c = torch.randn(40, 16), torch.randn(600, 16)
+    _, idx = nearest(x, c, k=10)
+    assert calls == [10]
+    assert torch.equal(idx, nearest(x, c, k=10, backend="torch")[1])
+    nearest(x, c, k=300)  # above the k where sorted-list insertion stops paying: torch
+    assert calls == [10]

@@ -10,11 +10,11 @@ import argparse
 import logging
 import sys
 
-from . import bench, codec, demo, evaluate, export, listing, train
+from . import bench, codec, demo, evaluate, export, export_onnx, listing, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (train, codec, evaluate, demo, bench, listing, export)
+_COMMANDS = (train, codec, evaluate, demo, bench, listing, export, export_onnx)
 
 
 def build_parser() -> argparse.ArgumentParser:

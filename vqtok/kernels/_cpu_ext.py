@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "ext_search", "load", "unavailable_reason"]
+__all__ = ["available", "ext_search", "ext_topk", "load", "unavailable_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.vqtok_nearest_scratch.restype = i64
     lib.vqtok_nearest_f32.argtypes = [ptr, i64, i32, ptr, ptr, i64, i32, ptr, ptr, ptr]
     lib.vqtok_nearest_f32.restype = i32
+    lib.vqtok_topk_f32.argtypes = [ptr, i64, i32, ptr, ptr, i64, i32, i32, ptr, ptr, ptr]
+    lib.vqtok_topk_f32.restype = i32
     return lib, None
 
 
@@ -180,6 +182,30 @@ def ext_search(x: Tensor, c: Tensor, cn: Tensor, tile_k: int | None = None) -> t
         ValueError: On operands the kernel cannot read as raw pointers (wrong dtype, device, layout
             or shapes).
     """
+    return _call(x, c, cn, 1, tile_k)
+
+
+def ext_topk(x: Tensor, c: Tensor, cn: Tensor, k: int, tile_k: int | None = None) -> tuple[Tensor, Tensor]:
+    """The ``k`` smallest ``cn[j] - 2 <x, c_j>`` of each row of ``x``, ordered by (value, index).
+
+    Args:
+        x, c, cn, tile_k: As for :func:`ext_search`.
+        k: Number of codes per row, ``1 <= k <= K``.
+
+    Returns:
+        ``(N, k)`` fp32 values and ``(N, k)`` int64 indices; exact ties keep the lowest indices.
+
+    Raises:
+        RuntimeError: When the kernel cannot be built.
+        ValueError: As for :func:`ext_search`, or ``k`` out of range.
+    """
+    if not 1 <= k <= c.shape[0]:
+        raise ValueError(f"ext_topk needs 1 <= k <= {c.shape[0]}, got k={k}")
+    return _call(x, c, cn, k, tile_k)
+
+
+def _call(x: Tensor, c: Tensor, cn: Tensor, k: int, tile_k: int | None) -> tuple[Tensor, Tensor]:
+    """Checks the operands and runs the k = 1 or the top-k kernel on row chunks, one per thread."""
     lib = load()
     if lib is None:
         raise RuntimeError(f"the CPU nearest-code kernel is unavailable: {unavailable_reason()}")
@@ -193,25 +219,18 @@ def ext_search(x: Tensor, c: Tensor, cn: Tensor, tile_k: int | None = None) -> t
     num_codes = c.shape[0]
     # Never more than the codebook: the per-thread scratch is ktile * D floats.
     ktile = min(tile_k or tile_codes(dim), num_codes)
-    best_d = torch.empty(n, dtype=torch.float32)
-    best_i = torch.empty(n, dtype=torch.long)
+    best_d = torch.empty(n, k, dtype=torch.float32)
+    best_i = torch.empty(n, k, dtype=torch.long)
     if n == 0:
-        return best_d, best_i
+        return (best_d[:, 0], best_i[:, 0]) if k == 1 else (best_d, best_i)
 
     def run(r0: int, r1: int) -> int:
         scratch = torch.empty(lib.vqtok_nearest_scratch(dim, ktile), dtype=torch.float32)
-        return lib.vqtok_nearest_f32(
-            x.data_ptr() + r0 * dim * 4,
-            r1 - r0,
-            dim,
-            c.data_ptr(),
-            cn.data_ptr(),
-            num_codes,
-            ktile,
-            scratch.data_ptr(),
-            best_d.data_ptr() + r0 * 4,
-            best_i.data_ptr() + r0 * 8,
-        )
+        args = (x.data_ptr() + r0 * dim * 4, r1 - r0, dim, c.data_ptr(), cn.data_ptr(), num_codes, ktile)
+        outs = (scratch.data_ptr(), best_d.data_ptr() + r0 * k * 4, best_i.data_ptr() + r0 * k * 8)
+        if k == 1:
+            return lib.vqtok_nearest_f32(*args, *outs)
+        return lib.vqtok_topk_f32(*args, k, *outs)
 
     threads = max(1, min(torch.get_num_threads(), n // _MIN_ROWS_PER_THREAD))
     if threads == 1:
@@ -221,5 +240,7 @@ def ext_search(x: Tensor, c: Tensor, cn: Tensor, tile_k: int | None = None) -> t
         bounds = [(r0, min(n, r0 + step)) for r0 in range(0, n, step)]
         codes = list(_executor(len(bounds)).map(lambda b: run(*b), bounds))
     if any(codes):
-        raise RuntimeError(f"the CPU nearest-code kernel failed (codes {codes}) for N={n}, K={num_codes}, D={dim}")
-    return best_d, best_i
+        raise RuntimeError(
+            f"the CPU nearest-code kernel failed (codes {codes}) for N={n}, K={num_codes}, D={dim}, k={k}"
+        )
+    return (best_d[:, 0], best_i[:, 0]) if k == 1 else (best_d, best_i)

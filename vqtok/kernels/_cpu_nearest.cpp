@@ -155,6 +155,85 @@ void search_rows(const float* x, int64_t n, int d, const float* c, const float* 
   }
 }
 
+// ------------------------------------------------------------------------------------------- top-k
+// The same loop nest with V = 1, keeping the k best (value, index) pairs of each latent in a sorted list
+// (its output row). Codes arrive in increasing index order (tiles, 16-code groups and lanes in order), so
+// a candidate enters only if strictly below the k-th value, and is inserted after the entries it ties:
+// the list stays ordered by (value, index), lowest index first on ties, which is also why tie-heavy data
+// costs nothing extra. One vector compare against the row's k-th value rejects most 16-code groups.
+
+// Inserts (v, a) into the sorted list (bd, bi) of k entries, given v < bd[k - 1].
+inline void insert_sorted(float* bd, int64_t* bi, int k, float v, int64_t a) {
+  int p = k - 1;
+  while (p > 0 && bd[p - 1] > v) {
+    bd[p] = bd[p - 1];
+    bi[p] = bi[p - 1];
+    --p;
+  }
+  bd[p] = v;
+  bi[p] = a;
+}
+
+template <int R, int DC>
+inline void topk_block(const float* xs, int d_runtime, const float* ct, const float* bias, int kt, int64_t base, int m,
+                       int k, float* bd, int64_t* bi) {
+  const int d = DC > 0 ? DC : d_runtime;
+  float thr[R];
+  // Rows past the end of a ragged block get -inf: nothing is below it, so they never insert.
+  for (int r = 0; r < R; ++r) thr[r] = r < m ? bd[r * k + k - 1] : -std::numeric_limits<float>::infinity();
+  for (int j0 = 0; j0 < kt; j0 += W) {
+    const vf b = load(bias + j0);
+    vf acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = b;
+#pragma GCC unroll 8
+    for (int j = 0; j < d; ++j) {
+      const vf c = load(ct + static_cast<int64_t>(j) * kt + j0);
+      for (int r = 0; r < R; ++r) acc[r] += xs[r * d + j] * c;
+    }
+    for (int r = 0; r < R; ++r) {
+      const vi hit = acc[r] < (vf{} + thr[r]);
+      int any = 0;
+      for (int l = 0; l < W; ++l) any |= hit[l];
+      if (!any) continue;
+      float* row_d = bd + static_cast<int64_t>(r) * k;
+      int64_t* row_i = bi + static_cast<int64_t>(r) * k;
+      for (int l = 0; l < W; ++l) {
+        const float v = acc[r][l];
+        if (v < thr[r]) {
+          insert_sorted(row_d, row_i, k, v, base + j0 + l);
+          thr[r] = row_d[k - 1];
+        }
+      }
+    }
+  }
+}
+
+template <int R, int DC>
+void topk_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile, int k,
+               float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
+  for (int64_t i = 0; i < n * k; ++i) {
+    out_d[i] = std::numeric_limits<float>::infinity();
+    out_i[i] = 0;
+  }
+  for (int64_t k0 = 0; k0 < num_codes; k0 += ktile) {
+    const int kk = static_cast<int>(num_codes - k0 < ktile ? num_codes - k0 : ktile);
+    const int kt = (kk + W - 1) / W * W;
+    for (int j = 0; j < d; ++j) {
+      float* row = ct + static_cast<int64_t>(j) * kt;
+      for (int q = 0; q < kk; ++q) row[q] = c[(k0 + q) * d + j];
+      for (int q = kk; q < kt; ++q) row[q] = 0.0f;
+    }
+    for (int q = 0; q < kk; ++q) bias[q] = cn[k0 + q];
+    for (int q = kk; q < kt; ++q) bias[q] = std::numeric_limits<float>::infinity();
+    for (int64_t r0 = 0; r0 < n; r0 += R) {
+      const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < d; ++j) xs[r * d + j] = r < m ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
+      topk_block<R, DC>(xs, d, ct, bias, kt, k0, m, k, out_d + r0 * k, out_i + r0 * k);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -187,6 +266,31 @@ int vqtok_nearest_f32(const float* x, int64_t n, int d, const float* c, const fl
       break;
     default:
       search_rows<7, 0, 2>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i);
+  }
+  return 0;
+}
+
+// Like vqtok_nearest_f32 for the k nearest codes (1 <= k <= num_codes): writes out_d (n, k) and out_i (n, k),
+// each row sorted by (value, index). Same scratch size as vqtok_nearest_f32. Returns 0 on success.
+int vqtok_topk_f32(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile,
+                   int k, float* scratch, float* out_d, int64_t* out_i) {
+  if (n < 0 || d < 1 || num_codes < 1 || ktile < 1 || k < 1 || k > num_codes) return 1;
+  ktile = (ktile + W - 1) / W * W;
+  float* ct = scratch;
+  float* bias = ct + static_cast<int64_t>(ktile) * d;
+  float* xs = bias + ktile;
+  switch (d) {
+    case 8:
+      topk_rows<8, 8>(x, n, d, c, cn, num_codes, ktile, k, ct, bias, xs, out_d, out_i);
+      break;
+    case 16:
+      topk_rows<8, 16>(x, n, d, c, cn, num_codes, ktile, k, ct, bias, xs, out_d, out_i);
+      break;
+    case 32:
+      topk_rows<8, 32>(x, n, d, c, cn, num_codes, ktile, k, ct, bias, xs, out_d, out_i);
+      break;
+    default:
+      topk_rows<8, 0>(x, n, d, c, cn, num_codes, ktile, k, ct, bias, xs, out_d, out_i);
   }
   return 0;
 }

@@ -49,7 +49,8 @@ def _nearest_kernel(
     BLOCK_D: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    # int64: rows * stride_x overflows int32 once N * D >= 2^31 (8 GiB of fp32 latents).
+    rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     row_ok = rows < n
     best = tl.full((BLOCK_M,), float("inf"), tl.float32)
     second = tl.full((BLOCK_M,), float("inf"), tl.float32)

@@ -15,14 +15,32 @@ Paths:
   against the torch path: 7-9x faster at D=8, 2x at D=64, 1.2x at D=256, 1.06x at D=512, even at
   1024; above D=512 BLAS is as fast or faster and torch is kept. Latents are split between
   ``torch.get_num_threads()`` threads. Scratch: one transposed tile per thread.
-* **CPU fallback** (``k > 1``, ``D > 512``, no compiler, ``VQTOK_DISABLE_CPU_EXT=1``, or
+* **CPU, 1 < k <= 256, D <= 512**: the same loop nest keeps each latent's k best (value, index) pairs in
+  a sorted list; one vector compare against the current k-th value rejects most 16-code groups, and
+  ties cost nothing extra (codes arrive in index order, so a tie never enters). The torch path below
+  sorts whole tiles when a tie straddles the k-th place, which made tie-heavy data 10-20x slower than
+  FAISS.
+* **CPU fallback** (``k > 256``, ``D > 512``, no compiler, ``VQTOK_DISABLE_CPU_EXT=1``, or
   ``backend="torch"``) and any device without Triton: tiled ``torch.addmm`` into one preallocated
   ``(tile_n, tile_k)`` buffer (cache resident with the default tiles), a vectorised ``amin`` over
   codes, and an index search only for the latents whose running best improved in this tile, which
   after the first few tiles is a small fraction of them. ``torch.min(dim)``/``argmin`` return
   indices too but are scalar loops, about ten times slower than ``amin``.
+* **Graph export** (``torch.export``, ONNX export, TorchScript tracing): one dense ``(N, K)`` GEMM and
+  ``argmin``, the only path without data-dependent branches (used by ``Tokenizer.export_onnx``).
 * **CUDA + Triton**: :mod:`vqtok.kernels._triton_nearest` fuses the distance GEMM (tensor cores)
   with the running argmin held in registers, then re-checks near ties in fp32 (see below).
+
+Centring (``metric="l2"``): squared distances are translation-invariant, but ``||c||^2 - 2<x, c>`` cancels
+catastrophically when the vectors sit far from the origin (with ``c = randn(1024, 8) + 1000`` only 63.5%
+of fp32 argmins were right). Both sides are therefore shifted by a centre ``mu`` near the codebook mean
+(the fp64 mean of at most 256 evenly spaced codes: O(D) work) before the search, on every backend (fused
+CPU kernel, torch, Triton), so the error scales with the spread of the codebook, not with its offset.
+``mu`` is rounded to a multiple of a power of two below the codebook's coordinate range: for data whose
+spread is well above its rounding unit (anything but degenerate input) ``x - mu`` is then exact in fp32
+(Sterbenz), so integer-valued inputs stay exactly representable and exact ties stay ties. Cached
+``codebook_norms`` describe the uncentred codebook, so passing them keeps the uncentred search (use them
+for codebooks near the origin only).
 
 Precision policy: distances are fp32 whatever the input dtype. The CPU paths and the CUDA torch
 fallback compute products in fp32 (inputs are upcast); the fused CPU kernel sums the products in a
@@ -57,7 +75,11 @@ _BACKENDS = ("auto", "torch", "triton", "cpu_ext")
 # Largest D for which "auto" picks the fused CPU kernel: above it BLAS's GEMM is as fast or faster
 # (kernel time / torch time measured 0.83 at D=256, 0.94 at 512, 0.98 at 1024, 1.5 at 2048).
 _EXT_MAX_DIM = 512
+# Largest k for which "auto" picks the fused CPU top-k: each insertion into a row's sorted list costs O(k).
+_EXT_MAX_K = 256
 _TORCH_TILE_K = 2048
+# Codes sampled to place the centre of the l2 search (see _centre).
+_CENTRE_SAMPLE = 256
 # Operands whose norms exceed this are rescaled by an exact power of two before the search, so that
 # ||c||^2 - 2<x, c> cannot overflow fp32 (max ~3.4e38); the argmin is invariant to the scale.
 _MAX_NORM = 2.0**60
@@ -79,7 +101,8 @@ def nearest(
 ) -> tuple[Tensor, Tensor]:
     """Finds the exact nearest codebook rows of each latent.
 
-    Scratch memory is one ``tile_n * tile_k`` fp32 buffer (4 MiB with the defaults) for the torch path,
+    Scratch memory is one ``tile_n * tile_k`` fp32 buffer (4 MiB with the defaults) for the torch path
+    (``k > 1``: plus an int64 sort key of the tile and its int32 source, 12 MiB more),
     one transposed tile of about 256 KiB per thread for the fused CPU kernel, plus ``O(N k + K)``; if
     the inputs are not fp32 and contiguous, an fp32 copy of them is made (``O((N + K) D)``).
 
@@ -95,10 +118,11 @@ def nearest(
             for the fused CPU kernel.
         codebook_norms: Optional ``(K,)`` cached squared norms ``(codebook.float() ** 2).sum(-1)``
             for ``metric="l2"``, so callers searching one codebook many times compute them once.
-            Ignored for the other metrics.
+            They turn off the centring (module docstring): pass them only for codebooks near the
+            origin. Ignored for the other metrics.
         backend: ``"auto"`` (Triton for CUDA tensors when it is installed; the fused kernel for CPU
-            tensors with ``k == 1`` and ``D <= 512`` when it compiles; torch otherwise), ``"torch"``,
-            ``"triton"`` or ``"cpu_ext"`` (CPU, ``k == 1``, any D). ``VQTOK_DISABLE_TRITON=1`` /
+            tensors with ``k <= 256`` and ``D <= 512`` when it compiles; torch otherwise), ``"torch"``,
+            ``"triton"`` (k = 1) or ``"cpu_ext"`` (CPU, any k and D). ``VQTOK_DISABLE_TRITON=1`` /
             ``VQTOK_DISABLE_CPU_EXT=1`` keep ``"auto"`` off either.
 
     Returns:
@@ -107,17 +131,22 @@ def nearest(
 
     Raises:
         ValueError: On mismatched shapes, an unknown metric or backend, ``k`` out of range, bad tile
-            sizes, non-finite (NaN/Inf) inputs, or ``backend="cpu_ext"`` with CUDA tensors or ``k > 1``.
+            sizes, non-finite (NaN/Inf) inputs, or ``backend="cpu_ext"`` with CUDA tensors.
         RuntimeError: With ``backend="cpu_ext"`` when the kernel cannot be built.
     """
+    if _in_graph_export():
+        return _graph_nearest(latents, codebook, metric, k)
     _check(latents, codebook, metric, k, tile_n, tile_k, backend)
     x, c, cn, scale = _prepare(latents, codebook, metric, codebook_norms)
     use_triton = backend == "triton" or (backend == "auto" and x.is_cuda and k == 1 and _triton_ok())
-    if backend == "cpu_ext" and (x.device.type != "cpu" or k != 1):
-        raise ValueError("backend='cpu_ext' needs CPU tensors and k=1")
+    if backend == "cpu_ext" and x.device.type != "cpu":
+        raise ValueError("backend='cpu_ext' needs CPU tensors")
     if backend == "cpu_ext" or (backend == "auto" and auto_cpu_ext(x.device, x.shape[1], k)):
-        best_d, best_i = _cpu_ext.ext_search(x, c, cn, tile_k)
-        best_d, best_i = best_d[:, None], best_i[:, None]
+        if k == 1:
+            best_d, best_i = _cpu_ext.ext_search(x, c, cn, tile_k)
+            best_d, best_i = best_d[:, None], best_i[:, None]
+        else:
+            best_d, best_i = _cpu_ext.ext_topk(x, c, cn, k, tile_k)
     elif use_triton:
         if k != 1:
             raise ValueError("backend='triton' supports k=1 only")
@@ -138,9 +167,36 @@ def nearest(
     return best_d, best_i
 
 
+def _in_graph_export() -> bool:
+    """True while torch.export / the ONNX exporter / TorchScript trace a model (``Tokenizer.export_onnx``).
+
+    The paths below branch on data (tile improvements, rescaling, finiteness checks), which a traced graph
+    would freeze to the example's values; exported graphs take the dense path instead.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(exporting and exporting()) or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def _graph_nearest(latents: Tensor, codebook: Tensor, metric: str, k: int) -> tuple[Tensor, Tensor]:
+    """Dense ``(N, K)`` search in graph-friendly ops; same distances, same lowest-index tie rule for k = 1."""
+    x, c = latents.float(), codebook.float()
+    if metric == "cosine":
+        x, c = F.normalize(x, dim=-1), F.normalize(c, dim=-1)
+    scores = -2.0 * (x @ c.T)
+    if metric == "l2":
+        scores = scores + (c * c).sum(-1)
+    if k == 1:
+        best_i = scores.argmin(dim=1, keepdim=True)  # first minimum: the lowest index wins ties
+        best_d = scores.gather(1, best_i)
+    else:
+        best_d, best_i = torch.topk(scores, k, dim=1, largest=False, sorted=True)
+    best_d = _finish(best_d, x, metric, 1.0)
+    return (best_d[:, 0], best_i[:, 0]) if k == 1 else (best_d, best_i)
+
+
 def auto_cpu_ext(device: torch.device, dim: int, k: int) -> bool:
     """Whether ``backend="auto"`` runs the fused CPU kernel for this device, dimension and ``k``."""
-    return device.type == "cpu" and k == 1 and dim <= _EXT_MAX_DIM and _cpu_ext.available()
+    return device.type == "cpu" and k <= _EXT_MAX_K and dim <= _EXT_MAX_DIM and _cpu_ext.available()
 
 
 def _check(
@@ -174,6 +230,10 @@ def _prepare(
     """fp32 contiguous operands, the per-code bias and the power-of-two scale applied to both."""
     x = latents.float().contiguous()
     c = codebook.float().contiguous()
+    if metric == "l2" and codebook_norms is None and c.shape[0]:
+        centre = _centre(c)
+        if centre is not None:
+            x, c = x - centre, c - centre
     if metric == "cosine":
         x = F.normalize(x, dim=-1)
         c = F.normalize(c, dim=-1)
@@ -195,6 +255,27 @@ def _prepare(
     else:
         cn = c.new_zeros(c.shape[0])
     return x, c, cn, scale
+
+
+def _centre(c: Tensor) -> Tensor | None:
+    """``(D,)`` fp32 shift near the codebook mean, on a power-of-two grid; ``None`` when it is zero.
+
+    Any point inside the bulk of the codebook bounds the cancellation, so the mean and the extent are
+    taken over at most ``_CENTRE_SAMPLE`` evenly spaced codes (in fp64: no cancellation at any offset),
+    which keeps this O(D) whatever K is. The mean is rounded to a multiple of ``2^(floor(log2(extent)) -
+    2)``, ``extent`` the largest per-coordinate range of those codes: the shift then has few significant
+    bits, so subtracting it from values of about its size is exact in fp32.
+    """
+    num_codes = c.shape[0]
+    rows = c if num_codes <= _CENTRE_SAMPLE else c[torch.linspace(0, num_codes - 1, _CENTRE_SAMPLE).long()]
+    rows = rows.double()
+    mean = rows.mean(0)
+    extent = float((rows.amax(0) - rows.amin(0)).amax())
+    if extent > 0:
+        step = 2.0 ** (math.floor(math.log2(extent)) - 2)
+        mean = torch.round(mean / step) * step
+    centre = mean.float()
+    return centre if bool(centre.any()) else None
 
 
 def _abs_max(t: Tensor) -> float:
@@ -314,21 +395,21 @@ def _search_topk(x: Tensor, c: Tensor, cn: Tensor, k: int, tile_n: int, tile_k: 
 
 
 def _tile_topk(d: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k smallest of each row of ``(m, kk)`` ordered by (value, column); ties take low columns."""
-    td, ti = torch.topk(d, k, dim=1, largest=False, sorted=True)
-    # topk picks arbitrary members of a tie at the k-th value; rows with such a tie (rare outside
-    # adversarial inputs) are redone with a stable sort, which is exact.
-    tied = (d <= td[:, -1:]).sum(1) > k
-    rows = tied.nonzero().squeeze(1)
-    if rows.numel():
-        sd, si = torch.sort(d[rows], dim=1, stable=True)
-        td[rows], ti[rows] = sd[:, :k], si[:, :k]
-    # Ties strictly inside the top k: order them by column with a stable sort by value of the
-    # column-sorted block.
-    ti, by_col = torch.sort(ti, dim=1)
-    td = td.gather(1, by_col)
-    td, by_val = torch.sort(td, dim=1, stable=True)
-    return td, ti.gather(1, by_val)
+    """The k smallest of each row of ``(m, kk)`` fp32 ordered by (value, column), by one int64 ``topk``.
+
+    Each entry becomes a unique int64 key: its fp32 bits mapped to an int32 of the same order in the high
+    word, its column in the low word. Ties are thus ordered by column in a single ``topk``; a float
+    ``topk`` picks arbitrary members of a tie, and redoing tied rows with a stable sort made tie-heavy
+    data (integer or binary codes) 2-3x slower still.
+    """
+    bits = (d + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0, which must tie with it
+    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: flip all but the sign bit
+    key = bits.long()
+    del bits
+    key <<= 32
+    key |= torch.arange(d.shape[1], device=d.device)
+    ti = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
+    return d.gather(1, ti), ti
 
 
 def _triton_ok() -> bool:

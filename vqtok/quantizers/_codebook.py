@@ -263,3 +263,14 @@ def rotation_trick(latents: Tensor, quantized: Tensor, eps: float = 1e-6) -> Ten
         latents - 2.0 * r * (latents * r).sum(-1, keepdim=True) + 2.0 * q_hat * (latents * e_hat).sum(-1, keepdim=True)
     )
     return rotated * (q_norm / e_norm)
+
+
+def inverse_power_of_two(peak: Tensor) -> Tensor:
+    """``2**-e`` with ``peak * 2**-e`` in ``[0.25, 1)``: an exact rescaling that keeps squares of rows finite.
+
+    ``floor(log2)`` rather than ``torch.frexp``, which has no ONNX export; rounding of ``log2`` just below a power
+    of two can only lower the scale by one more factor of two, which is still exact. Zero rows get scale 1.
+    """
+    tiny = torch.finfo(peak.dtype).tiny
+    exponent = torch.floor(torch.log2(peak.clamp_min(tiny))) + 1
+    return torch.where(peak > 0, torch.pow(2.0, -exponent), torch.ones_like(peak))  # pow: aten::exp2 has no ONNX export

@@ -71,6 +71,7 @@ class AQ(Quantizer):
     """
 
     has_learned_codebook = True
+    encode_options = frozenset({"beam_width", "refine_passes"})
 
     def __init__(
         self,
@@ -141,9 +142,6 @@ class AQ(Quantizer):
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:
         """Options: ``beam_width`` and ``refine_passes`` override the constructor's values."""
-        unknown = set(options) - {"beam_width", "refine_passes"}
-        if unknown:
-            raise ValueError(f"unknown AQ encode option(s): {sorted(unknown)}")
         return self._search(
             latents, options.get("beam_width", self.beam_width), options.get("refine_passes", self.refine_passes)
         )

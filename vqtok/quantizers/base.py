@@ -12,11 +12,29 @@ Subclasses implement three methods on flat tensors:
 * ``_encode(latents)`` -> ``indices`` ``(N, *index_shape)``. Must never change any parameter or
   buffer; it runs under ``torch.no_grad()``.
 * ``_decode(indices)`` -> ``quantized`` ``(N, D)``.
+
+Numerical rule, the same for every quantizer (one host sync per call; :func:`skip_input_checks` turns
+it off):
+
+* Latents are checked **after** the cast to the fp32 compute dtype: NaN, ±Inf, and finite values whose
+  magnitude overflows fp32 (above ~3.4e38, e.g. a float64 1e300) raise :class:`NonFiniteError` (a
+  ``ValueError``) naming the quantizer and the first offending value.
+* The quantizer's own floating-point parameters and buffers must be finite: a NaN/Inf in any of them
+  raises :class:`NonFiniteError` naming the tensor at ``forward``, ``encode`` and ``decode``, before any
+  state is updated.
+* Finite latents give finite ``quantized`` values and in-range indices with ``decode(encode(x))`` equal
+  to the eval-mode ``forward(x)``. Where an intermediate result of a quantizer overflows fp32 (a learned
+  projection of latents near 3e38), it raises :class:`NonFiniteError` instead of returning garbage.
+  Only the loss may then be non-finite (``+inf``, or NaN where two overflows meet) when squares of
+  the latents overflow fp32; the trainer skips such steps (:class:`vqtok.train.Trainer`).
+* ``encode`` options a quantizer does not accept (``encode(x, bogus=1)``) raise
+  :class:`EncodeOptionError`, a ``TypeError`` (and, for older callers, a ``ValueError``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -26,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Quantizer", "QuantizerOutput", "skip_input_checks"]
+__all__ = ["EncodeOptionError", "NonFiniteError", "Quantizer", "QuantizerOutput", "skip_input_checks"]
 
 _CHECKS_ENABLED = True
 
@@ -44,6 +62,18 @@ def skip_input_checks() -> Iterator[None]:
         yield
     finally:
         _CHECKS_ENABLED = previous
+
+
+class NonFiniteError(ValueError):
+    """NaN/Inf latents (after the cast to fp32), parameters or buffers, or an fp32 overflow inside a quantizer."""
+
+
+class EncodeOptionError(TypeError, ValueError):
+    """An ``encode`` keyword argument the quantizer does not accept.
+
+    A ``TypeError`` like any unexpected keyword argument; also a ``ValueError`` because some quantizers
+    raised that before the rule was shared.
+    """
 
 
 @dataclass
@@ -71,6 +101,11 @@ class Quantizer(nn.Module, ABC):
     Subclasses set ``dim`` (D, the latent width), ``codebook_size`` (V, the number of values each
     index entry can take) and ``index_shape`` (the trailing shape of the indices of one token, ``()``
     for a single id, ``(L,)`` for L residual levels or groups).
+
+    Every subclass follows the numerical rule of the module docstring: latents that are not finite in
+    fp32 (NaN, Inf, or finite values such as a float64 1e300 that overflow the cast) and non-finite
+    parameters or buffers raise :class:`NonFiniteError` naming the quantizer and the value or tensor;
+    unknown ``encode`` options raise :class:`EncodeOptionError` (a ``TypeError``).
     """
 
     dim: int
@@ -78,6 +113,8 @@ class Quantizer(nn.Module, ABC):
     index_shape: tuple[int, ...] = ()
     #: True when the quantizer owns a codebook that training changes (EMA or gradients).
     has_learned_codebook: bool = False
+    #: Keyword options ``encode`` accepts; any other raises :class:`EncodeOptionError`.
+    encode_options: frozenset[str] = frozenset()
 
     # ----------------------------------------------------------------------------------- properties
     @property
@@ -104,7 +141,9 @@ class Quantizer(nn.Module, ABC):
             A :class:`QuantizerOutput` whose ``quantized`` has the shape and dtype of ``latents``.
 
         Raises:
-            ValueError: On a wrong last dimension, non-finite latents or a mask of the wrong shape.
+            ValueError: On a wrong last dimension or a mask of the wrong shape.
+            NonFiniteError: On latents that are not finite in fp32, non-finite parameters or buffers, or
+                an fp32 overflow inside the quantizer (see the module docstring).
         """
         self._check_latents(latents)
         lead = latents.shape[:-1]
@@ -113,10 +152,12 @@ class Quantizer(nn.Module, ABC):
             mask = self._check_mask(mask, lead).reshape(-1)
         with _fp32_region(latents):
             flat32 = flat.float()
+            self._check_finite(flat32, flat)
             if mask is None or bool(mask.all()):
                 out = self._quantize_or_empty(flat32)
             else:
                 out = self._quantize_masked(flat32, mask)
+            self.require_finite(out.quantized, "its quantized output", flat32)
         return QuantizerOutput(
             quantized=out.quantized.to(latents.dtype).reshape(latents.shape),
             indices=out.indices.reshape((*lead, *out.indices.shape[1:])),
@@ -138,18 +179,29 @@ class Quantizer(nn.Module, ABC):
             ``(..., *index_shape)`` int64 indices.
 
         Raises:
-            ValueError: On a wrong last dimension or non-finite latents.
+            ValueError: On a wrong last dimension.
+            NonFiniteError: As for :meth:`forward`.
+            EncodeOptionError: On an option not in ``encode_options``.
         """
+        unknown = sorted(set(options) - self.encode_options)
+        if unknown:
+            accepted = ", ".join(sorted(self.encode_options)) or "no options"
+            raise EncodeOptionError(
+                f"unknown {type(self).__name__} encode option(s) {unknown}; {type(self).__name__}.encode accepts "
+                f"{'the options ' if self.encode_options else ''}{accepted}"
+            )
         self._check_latents(latents)
         lead = latents.shape[:-1]
         flat = latents.reshape(-1, self.dim)
         with _fp32_region(latents):
+            flat32 = flat.float()
+            self._check_finite(flat32, flat)
             # Options can change the index shape (num_levels) or be invalid, so only an option-free
             # empty batch takes the shortcut.
             if flat.shape[0] == 0 and not options:
                 indices = torch.zeros(0, *self.index_shape, dtype=torch.long, device=latents.device)
             else:
-                indices = self._encode(flat.float(), **options)
+                indices = self._encode(flat32, **options)
         return indices.reshape((*lead, *indices.shape[1:]))
 
     def decode(self, indices: Tensor) -> Tensor:
@@ -165,6 +217,7 @@ class Quantizer(nn.Module, ABC):
             ValueError: On a non-integer dtype, a wrong trailing shape or an index out of range.
         """
         indices = self._check_indices(indices)
+        self._check_finite(None, None)
         trailing = len(self.index_shape)
         lead = indices.shape[: indices.ndim - trailing]
         flat = indices.reshape(-1, *indices.shape[indices.ndim - trailing :])
@@ -206,9 +259,60 @@ class Quantizer(nn.Module, ABC):
                 f"{type(self).__name__} expects channels-last latents (..., {self.dim}), "
                 f"got shape {tuple(latents.shape)}"
             )
-        if _CHECKS_ENABLED and latents.numel() and not bool(torch.isfinite(latents).all()):
-            bad = (~torch.isfinite(latents)).sum().item()
-            raise ValueError(f"latents contain {bad} NaN/Inf value(s); refusing to quantize them")
+
+    def _float_state(self) -> Iterator[tuple[str, Tensor]]:
+        named = itertools.chain(self.named_parameters(), self.named_buffers())
+        return ((name, t) for name, t in named if t.is_floating_point() and t.numel())
+
+    def _check_finite(self, latents32: Tensor | None, original: Tensor | None) -> None:
+        """Raises :class:`NonFiniteError` if the fp32 latents or any float parameter/buffer is not finite.
+
+        One host sync for everything: the min and max of each tensor (no temporary the size of the
+        input) are stacked and tested at once; NaN propagates through both and Inf shows in one.
+        """
+        if not _CHECKS_ENABLED:
+            return
+        state = list(self._float_state())
+        tensors = [t for _, t in state]
+        if latents32 is not None and latents32.numel():
+            tensors.append(latents32)
+        if not tensors:
+            return
+        extremes = torch.stack([torch.stack(torch.aminmax(t.detach())).float() for t in tensors])
+        if bool(torch.isfinite(extremes).all()):
+            return
+        for name, t in state:
+            if not bool(torch.isfinite(t.detach()).all()):
+                bad = int((~torch.isfinite(t.detach())).sum())
+                raise NonFiniteError(
+                    f"{type(self).__name__} {name!r} holds {bad} NaN/Inf value(s) (corrupt or diverged weights); "
+                    "refusing to quantize with it"
+                )
+        assert latents32 is not None and original is not None
+        bad_mask = ~torch.isfinite(latents32)
+        first = original[bad_mask][0].item()
+        raise NonFiniteError(
+            f"{type(self).__name__} got latents with {int(bad_mask.sum())} value(s) that are not finite in float32 "
+            f"(NaN, Inf, or magnitude above {torch.finfo(torch.float32).max:.3g}); first offending value: {first!r}"
+        )
+
+    def require_finite(self, tensor: Tensor, what: str, latents: Tensor | None = None) -> None:
+        """Raises :class:`NonFiniteError` naming this quantizer if ``tensor`` holds NaN/Inf.
+
+        For subclasses, on intermediates that finite latents can still overflow in fp32 (learned
+        projections of latents near 3.4e38). Skipped under :func:`skip_input_checks`.
+
+        Args:
+            tensor: The values to check.
+            what: What ``tensor`` is, for the message (e.g. ``"the projected latents"``).
+            latents: The fp32 latents it came from, to report their largest magnitude.
+        """
+        if not _CHECKS_ENABLED or tensor.numel() == 0 or bool(torch.isfinite(tensor.detach()).all()):
+            return
+        peak = f" (largest |latent| {_abs_max(latents):.3g})" if latents is not None and latents.numel() else ""
+        raise NonFiniteError(
+            f"{type(self).__name__} overflowed float32 computing {what} from finite latents{peak}; rescale the latents"
+        )
 
     def _check_mask(self, mask: Tensor, lead: torch.Size) -> Tensor:
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
@@ -273,6 +377,10 @@ class Quantizer(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, codebook_size={self.codebook_size}, index_shape={tuple(self.index_shape)}"
+
+
+def _abs_max(t: Tensor) -> float:
+    return max(float(t.detach().amax()), -float(t.detach().amin()))
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import _codebook as cb
 from ._registry import register_quantizer
 from .lfq import EntropyMode, _BinaryQuantizer
 
@@ -72,4 +73,9 @@ class BSQ(_BinaryQuantizer):
         )
 
     def _prepare(self, projected: Tensor) -> Tensor:
-        return torch.nn.functional.normalize(projected, dim=-1)
+        # The norm squares the entries, which overflows fp32 above ~1.8e19 and would send the whole row
+        # to zero; dividing each row by a power of two near its largest entry first is exact and does
+        # not change the direction, the value or the gradient.
+        # (torch.ldexp is avoided: its gradient with integer exponents is zero.)
+        scale = cb.inverse_power_of_two(projected.detach().abs().amax(-1, keepdim=True))
+        return torch.nn.functional.normalize(projected * scale, dim=-1)

@@ -81,7 +81,12 @@ class FSQ(Quantizer):
 
     def _rounded(self, latents: Tensor) -> Tensor:
         """Bounded, rounded grid values in ``[-(L // 2), (L - 1) // 2]``, ``(N, d)``; straight-through."""
-        bounded = self._bound(self.project_in(latents))
+        projected = self.project_in(latents)
+        if self.dim != len(self.levels):
+            # A learned projection can overflow fp32 on latents near its limit; NaN would become a
+            # garbage int64 index.
+            self.require_finite(projected, "the projected latents", latents)
+        bounded = self._bound(projected)
         # `b - b.detach()` is exactly zero, so the value is exactly the rounded grid point (eval
         # forward == decode) while the gradient is the identity.
         return torch.round(bounded) + (bounded - bounded.detach())

@@ -85,6 +85,7 @@ class _BinaryQuantizer(Quantizer):
         self.codebook_entropy_weight = float(codebook_entropy_weight)
         self.commitment_weight = float(commitment_weight)
         projected = self.dim != total_bits
+        self.projected = projected
         self.project_in = nn.Linear(self.dim, total_bits) if projected else nn.Identity()
         self.project_out = nn.Linear(total_bits, self.dim) if projected else nn.Identity()
         self.register_buffer("_powers", 2 ** torch.arange(bits), persistent=False)
@@ -100,6 +101,10 @@ class _BinaryQuantizer(Quantizer):
     def _bit_latents(self, latents: Tensor) -> Tensor:
         """``(N, D)`` latents -> ``(N, K, bits)`` pre-sign values."""
         z = self._prepare(self.project_in(latents))
+        if self.projected:
+            # A learned projection of finite latents near the fp32 limit can overflow to Inf or NaN,
+            # whose sign test would give a silently arbitrary index.
+            self.require_finite(z, "the projected latents", latents)
         return z.reshape(z.shape[0], -1, self.bits)
 
     def _bits_to_indices(self, z: Tensor) -> Tensor:

@@ -66,6 +66,7 @@ class ResidualQuantizer(Quantizer):
     """
 
     has_learned_codebook = True
+    encode_options = frozenset({"num_levels", "beam_width"})
 
     def __init__(
         self,
@@ -208,6 +209,7 @@ class GroupedResidualQuantizer(Quantizer):
     """
 
     has_learned_codebook = True
+    encode_options = frozenset({"num_levels", "beam_width"})
 
     def __init__(
         self,

@@ -173,6 +173,9 @@ class VQ(Quantizer):
 
     def _project(self, latents: Tensor) -> Tensor:
         z = self.project_in(latents)  # (N, d)
+        if self.codebook_dim < self.dim:
+            # A learned projection of finite latents near the fp32 limit can overflow.
+            self.require_finite(z, "the projected latents", latents)
         return F.normalize(z, dim=-1) if self.metric == "cosine" else z
 
     @torch.no_grad()
@@ -292,7 +295,7 @@ class VQ(Quantizer):
         table = self._output_table().detach()
         quantized = table[indices]  # (N, D)
         if torch.is_grad_enabled():
-            path = cb.rotation_trick(z, q) if self.gradient == "rotation" else z
+            path = _scaled_rotation_trick(z, q) if self.gradient == "rotation" else z
             quantized = cb.with_gradient_of(quantized, self.project_out(path))
 
         with_sums = self.training and self.ema_decay is not None
@@ -304,8 +307,6 @@ class VQ(Quantizer):
         return QuantizerOutput(quantized=quantized, indices=indices, loss=loss, losses=losses, metrics=metrics)
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:
-        if options:
-            raise ValueError(f"{type(self).__name__}.encode takes no options, got {sorted(options)}")
         _, indices = nearest(self._project(latents), self._codes(), self.metric)
         return indices
 
@@ -326,3 +327,15 @@ def _mean_sq_error(a: Tensor, b: Tensor, weights: Tensor | None) -> Tensor:
         return F.mse_loss(a, b)
     per_row = (a - b).square().mean(-1)
     return (per_row * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def _scaled_rotation_trick(z: Tensor, q: Tensor) -> Tensor:
+    """:func:`cb.rotation_trick` on rows divided by a power of two near their largest entry.
+
+    The trick squares norms, which overflows fp32 above ~1.8e19 (Inf output for finite latents). Its
+    result is homogeneous of degree one in ``(z, q)`` jointly, so scaling both by the same power of two
+    and undoing it afterwards is exact in value and gradient.
+    """
+    peak = torch.maximum(z.detach().abs().amax(-1, keepdim=True), q.detach().abs().amax(-1, keepdim=True))
+    scale = cb.inverse_power_of_two(peak)  # not torch.ldexp: its gradient with integer exponents is zero
+    return cb.rotation_trick(z * scale, q * scale) / scale

@@ -27,6 +27,12 @@ from .image2d import Image2dTokenizer as Image2dTokenizer
 from .nodepiece import NodePieceConfig as NodePieceConfig
 from .nodepiece import NodePieceTokenizer as NodePieceTokenizer
 
+
+def from_pretrained(source: str, map_location: str = "cpu") -> Tokenizer:
+    """Loads a vqtok checkpoint folder, or ``"hf:<repo id or folder>"`` behind its adapter (:mod:`vqtok.adapters`)."""
+    return Tokenizer.from_pretrained(source, map_location=map_location)
+
+
 __all__ = [
     "ActionConfig",
     "ActionTokenizer",
@@ -48,6 +54,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "create_tokenizer",
+    "from_pretrained",
     "list_tokenizers",
     "register_tokenizer",
     "tokenizer_class",

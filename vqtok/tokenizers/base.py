@@ -15,8 +15,10 @@ them.
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -141,3 +143,12 @@ class Tokenizer(BaseTokenizer):
         if param is not None:
             quantized = quantized.to(param.dtype)
         return self._decode_latents(quantized)
+
+    def export_onnx(self, path: str | os.PathLike[str], part: str = "encoder", **options: Any) -> Path:
+        """Writes the ``"encoder"`` (signal -> indices) or ``"decoder"`` (indices -> signal) as ONNX.
+
+        See :func:`vqtok.tokenizers.onnx.export_onnx` for the options and the checks.
+        """
+        from .onnx import export_onnx
+
+        return export_onnx(self, path, part=part, **options)

@@ -148,6 +148,7 @@ class BaseTokenizer(nn.Module, ABC):
 
         Called on :class:`BaseTokenizer` itself, the family is taken from the checkpoint; called on a family
         class (or on :class:`~vqtok.tokenizers.Tokenizer`), the checkpoint must be of that kind.
+        ``"hf:<repo id or folder>"`` loads a Hugging Face model behind its adapter (see :mod:`vqtok.adapters`).
 
         Args:
             directory: The checkpoint directory.
@@ -160,8 +161,12 @@ class BaseTokenizer(nn.Module, ABC):
         """
         from ._registry import tokenizer_class
 
+        if isinstance(directory, str) and directory.startswith("hf:"):
+            return _load_hf(cls, directory, map_location)
         payload = read_checkpoint_config(directory)
         arch = payload["architecture"]
+        if isinstance(arch, str) and arch.startswith("hf_"):
+            from .. import adapters  # noqa: F401  (registers the adapter families, which need transformers)
         try:
             family = tokenizer_class(arch)
         except ValueError as err:
@@ -211,3 +216,13 @@ class BaseTokenizer(nn.Module, ABC):
                 parts.append(f"shape mismatches {shapes[:8]}{' ...' if len(shapes) > 8 else ''}")
             raise CheckpointError(f"{source} does not match {type(self).__name__}: " + "; ".join(parts))
         self.load_state_dict(state, strict=True)
+
+
+def _load_hf(cls: type[T], source: str, map_location: str | torch.device) -> T:
+    """``hf:`` sources go through the adapters (imported lazily: they need ``transformers``)."""
+    from ..adapters import load_hf
+
+    model = load_hf(source[3:], map_location=map_location)
+    if not isinstance(model, cls):
+        raise CheckpointError(f"{source!r} holds a {type(model).__name__}, not a {cls.__name__}")
+    return model

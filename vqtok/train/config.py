@@ -81,6 +81,8 @@ class TrainConfig:
         ckpt_every: Steps between atomic checkpoints (0: only at the end).
         find_unused_parameters: Passed to DDP, for tokenizers whose forward skips some parameters.
         eval_data: Data set evaluated after training by ``vqtok demo`` (``None``: the training set's test split).
+        max_nonfinite_steps: Consecutive non-finite steps (loss or gradient NaN/Inf) after which the run stops
+            with ``FloatingPointError``; each such step is skipped (see :class:`vqtok.train.Trainer`).
     """
 
     version: int = 1
@@ -98,6 +100,7 @@ class TrainConfig:
     ckpt_every: int = 500
     find_unused_parameters: bool = False
     eval_data: str | None = None
+    max_nonfinite_steps: int = 10
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if not isinstance(self.max_nonfinite_steps, int) or self.max_nonfinite_steps < 1:
+            raise ValueError(f"max_nonfinite_steps must be an integer >= 1, got {self.max_nonfinite_steps!r}")
 
     def validate_model(self) -> None:
         """Checks ``model`` against the tokenizer's config dataclass (unknown keys raise ``ValueError``)."""

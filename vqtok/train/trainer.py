@@ -12,6 +12,14 @@ Run directory layout::
 Resuming restores every piece of state that influences later steps (weights, quantizer buffers, optimizer
 moments, schedule, the RNG of every rank) and restarts the data order at the saved step
 (:class:`vqtok.data.StepBatchSampler`), so on CPU a resumed run ends bit-identical to an uninterrupted one.
+
+Non-finite steps never poison the model. A step whose loss or gradient norm is NaN/Inf, or whose quantizer
+refuses its latents or weights (:class:`vqtok.quantizers.base.NonFiniteError`), is skipped: no optimizer step,
+and every buffer of the model (and discriminator) that its forward changed, such as EMA codebooks and usage
+statistics, is restored to its value before the step. The learning-rate schedule still advances, so the rate
+stays a function of the step number. Each skip logs a warning and is counted (``nonfinite_steps`` in
+``metrics.jsonl``, the total of this process); after ``max_nonfinite_steps`` consecutive skips the run stops with
+``FloatingPointError``. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -39,11 +47,13 @@ from .._dist import DistInfo, all_gather_objects, setup_distributed, teardown_di
 from .._io import atomic_open
 from ..data import StepBatchSampler, create_dataset
 from ..metrics import CodebookUsage
+from ..quantizers.base import NonFiniteError
 from ..tokenizers import Tokenizer, create_tokenizer
 from ..version import __version__
 from .adversarial import Adversary, build_adversary
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
+from .nonfinite import NonFiniteGuard, agreed_finite
 
 __all__ = ["StepResult", "Trainer", "TrainResult", "collate", "seed_everything"]
 
@@ -142,6 +152,9 @@ class Trainer:
         force: Start afresh even if ``run_dir`` already holds a checkpoint (it is overwritten).
         progress: Show a tqdm bar on rank 0.
 
+    A step with a non-finite loss or gradient is skipped without changing the model (module docstring);
+    :meth:`fit` raises ``FloatingPointError`` after ``config.max_nonfinite_steps`` such steps in a row.
+
     Raises:
         FileExistsError: When ``run_dir`` holds a checkpoint and neither ``resume`` nor ``force`` is set.
     """
@@ -159,6 +172,7 @@ class Trainer:
                 f"{str(self.run_dir)!r} already holds a checkpoint; pass --resume to continue it or --force to restart"
             )
         self.resume = resume and ckpt.exists()
+        self.nonfinite = NonFiniteGuard(config.max_nonfinite_steps)
         if resume and not ckpt.exists():
             logger.warning("no checkpoint in %s; starting from scratch", self.run_dir)
 
@@ -346,19 +360,21 @@ class Trainer:
             signal = signal.to(info.device, non_blocking=True)
             mask = mask.to(info.device, non_blocking=True) if mask is not None else None
             result = self._train_step(signal, mask, amp_dtype)
-            if meter is not None:
-                try:
-                    meter.update(result.indices)
-                except ValueError:
-                    # Quantizers whose index entries have different ranges (anchors) are not histogrammed.
-                    meter = None
-            for k, v in result.logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+            if result is not None:  # None when the step was skipped as non-finite
+                if meter is not None:
+                    try:
+                        meter.update(result.indices)
+                    except ValueError:
+                        # Quantizers whose index entries have different ranges (anchors) are not histogrammed.
+                        meter = None
+                for k, v in result.logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == end:
                 last = self._reduce_logs(info, sums, count, meter)
                 last.update(step=self.step, lr=self.sched.get_last_lr()[0], time=time.perf_counter() - t0)
+                last.update(nonfinite_steps=self.nonfinite.total)
                 self._log(info, last)
                 sums, count = {}, 0
                 if meter is not None:
@@ -381,23 +397,38 @@ class Trainer:
                 dist.barrier()
         return TrainResult(self.run_dir, self.step, last, model_dir, time.perf_counter() - t0)
 
-    def _train_step(self, signal: Tensor, mask: Tensor | None, amp_dtype: torch.dtype | None) -> StepResult:
+    def _train_step(self, signal: Tensor, mask: Tensor | None, amp_dtype: torch.dtype | None) -> StepResult | None:
+        """One optimizer step; returns the logged terms and indices, or ``None`` when skipped as non-finite."""
         cfg, dev = self.cfg, signal.device.type
         autocast = torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
         adversary = self.adversary if self.adversary is not None and self.adversary.active(self.step) else None
-        with autocast:
-            out = self.ddp_model(signal, mask)
-            loss = out.loss
-            g_adv = None
-            if adversary is not None:
-                g_adv = adversary.generator_loss(out.recon, real=signal, recon_loss=out.loss)
-                loss = loss + adversary.settings.weight * g_adv
+        # Quantizers update EMA codebooks and statistics inside forward: keep a copy to restore on a skip.
+        self.nonfinite.backup([m for m in (self.model, self.disc) if m is not None])
+        try:
+            with autocast:
+                out = self.ddp_model(signal, mask)
+                loss = out.loss
+                g_adv = None
+                if adversary is not None:
+                    g_adv = adversary.generator_loss(out.recon, real=signal, recon_loss=out.loss)
+                    loss = loss + adversary.settings.weight * g_adv
+        except NonFiniteError as err:
+            return self._skip_step(str(err))
+        if not agreed_finite(loss):
+            return self._skip_step(f"loss is {float(loss.detach())}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.opt.param_groups for p in g["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
         grad_norm = (
-            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else torch.zeros(())
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            if cfg.optim.grad_clip > 0
+            else torch.nn.utils.get_total_norm(grads)
         )
+        if not bool(torch.isfinite(grad_norm)):  # gradients are all-reduced: every rank agrees
+            self.opt.zero_grad(set_to_none=True)
+            return self._skip_step(f"gradient norm is {float(grad_norm)}")
+        self.nonfinite.succeeded()
         self.opt.step()
         self.sched.step()
         terms: dict[str, float] = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
@@ -412,6 +443,13 @@ class Trainer:
         terms.update({k: float(v) for k, v in out.losses.items()})
         terms.update({k: float(v) for k, v in out.metrics.items() if v.numel() == 1})
         return StepResult(logs=terms, indices=out.quantizer_output.indices.detach())
+
+    def _skip_step(self, reason: str) -> None:
+        """Skips a non-finite step (see the module docstring); the schedule still advances."""
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.nonfinite.skip([m for m in (self.model, self.disc) if m is not None], self.step + 1, reason)
+        return None
 
     def _reduce_logs(
         self, info: DistInfo, sums: dict[str, float], count: int, meter: CodebookUsage | None
