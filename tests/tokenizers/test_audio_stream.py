@@ -119,6 +119,8 @@ def test_empty_stream_and_empty_chunks() -> None:
     assert torch.equal(torch.cat(outs, dim=1), MODEL.encode(x))
     with pytest.raises(ValueError, match="NaN"):
         list(MODEL.encode_stream([torch.full((1, 1, 8), float("nan"))]))
+    with pytest.raises(ValueError, match=r"keep \(B, C\)"):
+        list(MODEL.encode_stream([x, torch.cat([x, x])]))
 
 
 @pytest.mark.parametrize("stride", [1, 2, 5])

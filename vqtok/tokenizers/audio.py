@@ -257,6 +257,8 @@ class AudioTokenizer(Tokenizer):
         for chunk in chunks:
             if not (isinstance(chunk, Tensor) and chunk.ndim == 3 and chunk.shape[-1] == 0):
                 self.check_signal(chunk)
+            if pending is not None and chunk.shape[:2] != pending.shape[:2]:
+                raise ValueError(f"chunks must keep (B, C) = {tuple(pending.shape[:2])}, got {tuple(chunk.shape)}")
             pending = chunk if pending is None else torch.cat([pending, chunk], dim=-1)
             whole = pending.shape[-1] // self.hop * self.hop
             yield self._encode_frames(pending[..., :whole], cache, options)
