@@ -60,9 +60,12 @@ def reconstruct(model: Tokenizer, waveforms: list[torch.Tensor], levels: list[in
     return out
 
 
-def score_files(model: Tokenizer, waveforms: list[torch.Tensor], sample_rate: int, levels: list[int]) -> list[dict]:
-    """Per-depth means over whole recordings: SI-SNR, mel distance, STOI, kbps, tokens/s."""
-    recons = reconstruct(model, waveforms, levels)
+def score_files(
+    model: Tokenizer, waveforms: list[torch.Tensor], recons: dict[int, list[torch.Tensor]], sample_rate: int
+) -> list[dict]:
+    """Per-depth means over whole recordings (``recons`` from :func:`reconstruct`): SI-SNR, mel distance, STOI,
+    kbps, tokens/s."""
+    levels = list(recons)
     rows = []
     for n in levels:
         sums = {"si_snr_db": 0.0, "mel_distance": 0.0, "stoi": 0.0}
@@ -94,20 +97,21 @@ def choose_threads(requested: str) -> int:
     return 1 if os.getloadavg()[0] > cores else min(2, cores)
 
 
-@torch.no_grad()
 def write_samples(
-    model: Tokenizer, waveforms: list[torch.Tensor], names: list[str], sample_rate: int, levels: list[int], out: Path
+    waveforms: list[torch.Tensor],
+    recons: dict[int, list[torch.Tensor]],
+    names: list[str],
+    sample_rate: int,
+    out: Path,
 ) -> list[Path]:
-    """Writes each recording and its reconstruction at every depth in ``levels`` as 16-bit WAV files."""
-    model.eval()
+    """Writes each recording and its reconstruction at every depth of ``recons`` as 16-bit WAV files."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for wav, name in zip(waveforms, names, strict=True):
+    for i, (wav, name) in enumerate(zip(waveforms, names, strict=False)):
         stem = Path(name).stem
         paths.append(save_wav(wav, sample_rate, out / f"{stem}_original.wav"))
-        for n in levels:
-            recon = model.decode(model.encode(wav[None], num_levels=n), length=wav.shape[-1])[0]
-            paths.append(save_wav(recon, sample_rate, out / f"{stem}_L{n}.wav"))
+        for n, recs in recons.items():
+            paths.append(save_wav(recs[i], sample_rate, out / f"{stem}_L{n}.wav"))
     return paths
 
 
@@ -137,10 +141,11 @@ def main() -> int:
     total = model.quantizer.num_levels
     levels = sorted({1, 2, max(1, total // 2), total})
     t0 = time.perf_counter()
-    rows = score_files(model, test.waveforms, test.sample_rate, levels)
+    recons = reconstruct(model, test.waveforms, levels)
+    rows = score_files(model, test.waveforms, recons, test.sample_rate)
     run_dir = Path(cfg.run_dir)
     k = args.samples
-    wavs = write_samples(model, test.waveforms[:k], test.names[:k], test.sample_rate, levels, run_dir / "samples")
+    wavs = write_samples(test.waveforms[:k], recons, test.names[:k], test.sample_rate, run_dir / "samples")
     report_metrics, page = evaluate_to_report(model_dir, cfg.data.name, "test", run_dir / "eval")
     seconds = sum(w.shape[-1] for w in test.waveforms) / test.sample_rate
     raw_kbps = test.sample_rate * 16 / 1000
