@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 import torch
 
-from vqtok.data.text import embed_sentences, load_sentences
+from vqtok.data.text import embed_sentences, load_minilm, load_sentences
 from vqtok.vectors import LSQ, OPQ, PQ, RQ, ADCIndex
 
 
@@ -114,6 +114,21 @@ def run_vqtok(method: str, m: int, dim: int, train, db, queries, seed: int | Non
     return {"fit_s": fit, "encode_s": enc, "mse": rel_mse(db, recon), "ids": ids.numpy(), "bytes": codec.code_size}
 
 
+def token_table(n: int, lognorm: bool) -> tuple[np.ndarray, dict]:
+    """Rows of all-MiniLM-L6-v2's word-piece embedding table in a fixed random order (a real, non-unit table)."""
+    table = load_minilm("cpu")[0].auto_model.embeddings.word_embeddings.weight.detach().numpy().astype(np.float32)
+    rng = np.random.default_rng(0)
+    rows = table[rng.permutation(table.shape[0])[:n]]
+    if lognorm:
+        rows = rows * np.exp(rng.uniform(-2.3, 2.3, size=(n, 1))).astype(np.float32)
+    norms = np.linalg.norm(rows, axis=1)
+    return np.ascontiguousarray(rows), {
+        "table": "all-MiniLM-L6-v2 word_embeddings" + (" x exp(U(-2.3, 2.3))" if lognorm else ""),
+        "norm_min": float(norms.min()),
+        "norm_max": float(norms.max()),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", type=int, default=20000)
@@ -129,6 +144,14 @@ def main() -> None:
         help="seed for both libraries' k-means / local search (default: each library's own default), "
         "to measure seed-to-seed spread",
     )
+    p.add_argument(
+        "--table",
+        choices=["sentences", "tokens", "tokens-lognorm"],
+        default="sentences",
+        help="sentences: unit-norm MiniLM sentence embeddings; tokens: MiniLM's own word-piece embedding table "
+        "(30522 x 384, not unit norm: norms 0.24-1.69); tokens-lognorm: that table with each row scaled by "
+        "exp(U(-2.3, 2.3)) (fixed seed), so norms span two orders of magnitude",
+    )
     p.add_argument("--faiss-cache", action="store_true", help="reuse cached faiss results (iteration only)")
     p.add_argument("--out", default="benchmarks/results/vectors.json")
     args = p.parse_args()
@@ -136,8 +159,11 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
 
     n = args.train + args.database + args.queries
-    sentences, sources = load_sentences(n, seed=0)
-    emb = embed_sentences(sentences, progress=True)
+    if args.table == "sentences":
+        sentences, sources = load_sentences(n, seed=0)
+        emb = embed_sentences(sentences, progress=True)
+    else:
+        emb, sources = token_table(n, args.table == "tokens-lognorm")
     train = emb[: args.train]
     db = emb[args.train : args.train + args.database]
     queries = emb[args.train + args.database :]

@@ -39,11 +39,11 @@ def test_export_wav_folder_through_hf_encodec(tmp_path) -> None:
     ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "c"))
     assert ds.num_rows == 3
     tok = from_pretrained(f"hf:{tmp_path / 'encodec'}")
-    from vqtok.data.export import read_wav
+    from vqtok.modalities import AUDIO, ReadOptions
 
     for row in ds:
         name = row["key"].rsplit("/", 1)[-1]
-        wav = read_wav((wavs / name).read_bytes(), 8000)
+        wav = AUDIO.read_bytes((wavs / name).read_bytes(), name, ReadOptions(sample_rate=8000))
         expected = tok.encode(wav[None])[0]
         assert row["shape"] == list(expected.shape) == [lengths[name] // 8, 4]
         assert row["ids"] == expected.flatten().tolist()

@@ -20,9 +20,9 @@ from vqtok.data.export import (
     ParquetSource,
     export_tokens,
     open_source,
-    read_wav,
     sha256_file,
 )
+from vqtok.modalities import AUDIO, ReadOptions, read_wav
 from vqtok.tokenizers import Tokenizer, create_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -229,7 +229,9 @@ def test_read_wav(tmp_path: Path) -> None:
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(stereo.tobytes())
-    x = read_wav(buf.getvalue(), sample_rate=16000)
-    assert x.shape == (2, 200) and torch.allclose(x[0], torch.from_numpy(samples / 32768.0).float())
+    x, rate = read_wav(buf.getvalue())
+    assert rate == 16000 and x.shape == (2, 200)
+    assert torch.allclose(x[0], torch.from_numpy(samples / 32768.0).float())
+    assert torch.equal(AUDIO.read_bytes(buf.getvalue(), "a.wav", ReadOptions(sample_rate=16000)), x)
     with pytest.raises(ValueError, match="24000 Hz"):
-        read_wav(buf.getvalue(), sample_rate=24000)
+        AUDIO.read_bytes(buf.getvalue(), "a.wav", ReadOptions(sample_rate=24000))

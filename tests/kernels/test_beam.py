@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from vqtok.kernels import nearest
+from vqtok.kernels import local_search, nearest
 from vqtok.kernels.beam import beam_search, decode_sum
 
 
@@ -98,3 +98,40 @@ def test_bad_arguments_raise(kwargs):
         beam_search(x, books, **kwargs)
     with pytest.raises(ValueError, match="codebooks"):
         beam_search(x, books[0])
+
+
+def test_beam_encode_is_exact_with_a_full_beam() -> None:
+    """With two codebooks and beam width K every one of the K^2 pairs is ranked, so the result is optimal."""
+    g = torch.Generator().manual_seed(0)
+    x, books = torch.randn(300, 8, generator=g), torch.randn(2, 16, 8, generator=g)
+    err, idx = beam_search(x, books, beam_width=16, chunk_size=64, scoring="dense")
+    pairs = (books[0][:, None] + books[1][None]).reshape(-1, 8)  # (K*K, D), pair (i, j) at i*K + j
+    best = torch.cdist(x, pairs).square().min(1)
+    torch.testing.assert_close(err, best.values, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(err, (x - books[0][idx[:, 0]] - books[1][idx[:, 1]]).square().sum(1))
+    greedy_err, _ = beam_search(x, books, beam_width=1, scoring="dense")
+    assert bool((err <= greedy_err + 1e-5).all()) and float(greedy_err.mean()) > float(err.mean())
+
+
+def test_lookup_table_beam_matches_the_residual_beam(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(700, 24, generator=g)
+    books = torch.randn(4, 32, 24, generator=g) * torch.tensor([1.0, 0.6, 0.4, 0.25])[:, None, None]
+    lut_err, lut_idx = beam_search(x, books, 6, scoring="dense")
+    monkeypatch.setattr(local_search, "_PAIR_TABLE_BYTES", 0)  # no table: residuals carried and scored
+    res_err, res_idx = beam_search(x, books, 6, scoring="dense")
+    # Same search in different float arithmetic: only near-ties may flip.
+    assert float((lut_idx == res_idx).all(1).float().mean()) > 0.99
+    torch.testing.assert_close(lut_err.mean(), res_err.mean(), rtol=1e-4, atol=0)
+
+
+def test_dense_and_nearest_scoring_keep_the_same_beams() -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(400, 16, generator=g)
+    books = torch.randn(3, 32, 16, generator=g) * torch.tensor([1.0, 0.5, 0.25])[:, None, None]
+    dense_err, dense = beam_search(x, books, beam_width=4, scoring="dense")
+    near_err, near = beam_search(x, books, beam_width=4)
+    assert float((dense == near).all(1).float().mean()) > 0.99  # only fp32 near-ties may differ
+    torch.testing.assert_close(dense_err.mean(), near_err.mean(), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="scoring"):
+        beam_search(x, books, scoring="nope")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqtok.metrics.report import save_wav, write_report
+from vqtok.metrics.report import save_wav
+from vqtok.modalities import get_modality
 
 
 def _read_wav(path) -> tuple[int, np.ndarray]:
@@ -42,8 +43,8 @@ def test_audio_report_has_before_after_players(tmp_path) -> None:
     originals = torch.sin(torch.linspace(0, 200, 800)).repeat(5, 1, 1) * 0.5
     recons = originals * 0.9
     counts = torch.tensor([3.0, 0.0, 5.0, 1.0])
-    page = write_report(
-        tmp_path, {"si_snr": 20.0}, originals, recons, counts, modality="audio", sample_rate=8000, audio_examples=3
+    page = get_modality("audio").write_report(
+        tmp_path, {"si_snr": 20.0}, originals, recons, counts, sample_rate=8000, audio_examples=3
     )
     names = sorted(p.name for p in (tmp_path / "audio").iterdir())
     assert names == [f"{k}_{i}.wav" for k in ("original", "recon") for i in range(3)]
@@ -58,7 +59,7 @@ def test_audio_report_has_before_after_players(tmp_path) -> None:
 
 def test_timeseries_report_plots_curves(tmp_path) -> None:
     originals = torch.randn(6, 3, 40, generator=torch.Generator().manual_seed(1))
-    page = write_report(tmp_path, {"mse": 0.1}, originals, originals + 0.1, modality="timeseries")
+    page = get_modality("timeseries").write_report(tmp_path, {"mse": 0.1}, originals, originals + 0.1)
     assert (tmp_path / "recon_series.png").stat().st_size > 1000
     assert "recon_series.png" in page.read_text()
     assert not (tmp_path / "audio").exists()

@@ -2,6 +2,10 @@
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``; they are thin
 wrappers over the public API.
+
+Errors: a user mistake (a bad argument, a missing, unreadable or corrupt file, a refused overwrite) ends in one
+line ``vqtok COMMAND: error: ...`` naming the file or argument, and exit status 2; ``--debug`` shows the
+traceback instead. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import sys
 
 from . import bench, codec, demo, evaluate, export, export_onnx, listing, train
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "USER_ERRORS"]
 
 _COMMANDS = (train, codec, evaluate, demo, bench, listing, export, export_onnx)
+
+#: Exceptions that mean "the input or the arguments are wrong". ``CheckpointError`` is a ``ValueError``;
+#: ``OSError`` covers missing, unreadable, folder-instead-of-file and permission problems.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,14 +31,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqtok", description="Train, run and evaluate discrete tokenizers.")
     parser.add_argument("--version", action="version", version=f"vqtok {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _COMMANDS:
         module.add_parser(sub)
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The message on one line (multi-line messages are joined), or the exception's type when it has none."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parses ``argv`` (default ``sys.argv[1:]``), runs the subcommand and returns its exit status."""
+    """Parses ``argv`` (default ``sys.argv[1:]``), runs the subcommand and returns its exit status.
+
+    Bad command-line syntax exits through ``argparse`` (``SystemExit(2)`` after a usage line and one error line).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -38,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        # User errors (bad config key, missing data, refusing to overwrite) get one line, not a traceback.
-        print(f"vqtok {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"vqtok {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -1,42 +1,46 @@
 """``vqtok encode`` and ``vqtok decode``: signals <-> indices files (``.npy`` or ``.parquet``).
 
-Inputs of ``encode`` are ``.npy`` batches the tokenizer accepts as they are (e.g. action chunks ``(N, C, H)`` for
-``fast``, int64 node ids ``(N,)`` for ``nodepiece``), otherwise images: ``.npy`` arrays (``(N, C, H, W)``,
-``(N, H, W)`` or one ``(H, W)``/``(C, H, W)`` image; uint8 is scaled by 1/255) or image files (PNG/JPEG).
-Variable-length indices (``fast``) are right-padded with the tokenizer's ``pad_index`` (-1), which ``decode``
-strips. Outputs:
+Inputs of ``encode`` are ``.npy`` arrays or files of the model's modality (images for image tokenizers,
+``.wav`` for audio ...; see :mod:`vqtok.modalities`). An array holds one example or a batch ``(N, C, ...)``
+(:func:`~vqtok.modalities.batch_from_array`); its values follow the modality's stated dtype rule (images:
+uint8 / 255, uint16 / 65535, floats must lie in [0, 1]; audio: int16 / 32768, floats in [-1, 1]; ...).
+Fitted tokenizers read ``.npy`` batches the same way (``fast``: action chunks ``(N, C, H)`` of the time-series
+modality; ``nodepiece``: int64 node ids ``(N, ...)`` of the graph modality). Every input must give the same
+index shape, except that variable-length indices (``fast``) are right-padded with the tokenizer's ``pad_index``
+(-1), which ``decode`` strips. Outputs:
 
 * ``.npy``: int64 indices ``(N, ...)`` of all inputs, concatenated;
 * ``.parquet``: one row per example with ``source``, ``item``, ``shape`` and flat ``indices``.
 
-``decode`` reads either format and writes float32 reconstructions (integer ones, such as node ids, as int64) to
-``.npy``.
+``decode`` reads either format (integer indices only) and writes float32 reconstructions ``(N, C, ...)`` (integer
+ones, such as node ids, as int64) to ``.npy``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ._args import positive_int
+
 __all__ = ["add_parser", "load_signals", "read_indices", "write_indices"]
 
 logger = logging.getLogger(__name__)
-
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="signals -> indices (.npy or .parquet)")
     p.add_argument("--model", required=True, help="directory written by save_pretrained / training (run_dir/model)")
-    p.add_argument("inputs", nargs="+", help=".npy arrays or image files")
+    p.add_argument("inputs", nargs="+", help=".npy arrays or files of the model's modality (images, .wav ...)")
     p.add_argument("-o", "--output", required=True, help="output .npy or .parquet")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the output")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_encode)
 
@@ -45,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help=".npy or .parquet written by `vqtok encode`")
     p.add_argument("-o", "--output", required=True, help="output .npy")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the output")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_decode)
 
@@ -53,41 +57,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _check_output(path: Path, force: bool, suffixes: tuple[str, ...]) -> None:
     if path.suffix not in suffixes:
         raise ValueError(f"output {str(path)!r} must end in one of {suffixes}")
+    if path.is_dir():
+        raise ValueError(f"output {str(path)!r} is a folder; give a file name")
     if path.exists() and not force:
         raise FileExistsError(f"{str(path)!r} exists; pass -f/--force to overwrite")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
 
 
-def _as_float(arr: np.ndarray) -> Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+def load_signals(path: str | Path, modality: str = "image", channels: int | None = None, **options: int) -> Tensor:
+    """Loads one input file as a float batch ``(N, C, ...)`` for a tokenizer of ``modality``.
 
-
-def load_signals(path: str | Path, channels: int) -> Tensor:
-    """Loads one input file as a float batch ``(N, C, H, W)``.
+    Args:
+        path: A ``.npy`` array or a file in one of the modality's formats.
+        modality: Registered modality name.
+        channels: Channels the tokenizer takes.
+        **options: Other :class:`~vqtok.modalities.ReadOptions` fields (``sample_rate``).
 
     Raises:
-        ValueError: On an unsupported suffix or an array that cannot be read as images with ``channels``.
+        FileNotFoundError: When ``path`` is missing.
+        ValueError, TypeError: On a folder, an unsupported suffix, or a file or array that cannot be read as the
+            modality's examples; the message names ``path``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input {str(path)!r} not found")
-    if path.suffix == ".npy":
-        x = _as_float(np.load(path, allow_pickle=False))
-    elif path.suffix.lower() in _IMAGE_SUFFIXES:
-        from PIL import Image
+    from ..modalities import ReadOptions, batch_from_array, get_modality, load_npy
 
-        img = Image.open(path).convert("L" if channels == 1 else "RGB")
-        x = _as_float(np.asarray(img))
-        x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
-    else:
-        raise ValueError(f"unsupported input {str(path)!r}: expected .npy or an image file")
-    if x.ndim == 2:
-        x = x[None, None]
-    elif x.ndim == 3:
-        x = x[None] if x.shape[0] == channels and channels != 1 else x[:, None] if channels == 1 else x[None]
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"{str(path)!r}: cannot read shape {tuple(x.shape)} as images with {channels} channel(s)")
-    return x
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"input {str(path)!r} is a folder; pass its files (e.g. {path}/*) or tokenize a whole folder with "
+            "`vqtok export`"
+        )
+    descriptor = get_modality(modality)
+    if path.suffix.lower() == ".npy":
+        return batch_from_array(descriptor, load_npy(path), repr(str(path)), channels)
+    return descriptor.read_file(path, ReadOptions(channels=channels, **options))[None]
 
 
 def write_indices(path: Path, indices: Tensor, sources: list[tuple[str, int]]) -> None:
@@ -114,22 +117,67 @@ def write_indices(path: Path, indices: Tensor, sources: list[tuple[str, int]]) -
         pq.write_table(table, f)
 
 
-def read_indices(path: str | Path) -> Tensor:
-    """Reads indices written by :func:`write_indices` as int64 ``(N, ...)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input {str(path)!r} not found")
-    if path.suffix == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False)).long()
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _integer_indices(arr: np.ndarray, source: str) -> Tensor:
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{source}: indices must be integers, got dtype {arr.dtype} (float indices are not truncated)")
+    if arr.ndim < 1 or arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(f"{source}: no indices to decode (shape {arr.shape})")
+    if arr.dtype == np.uint64 and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{source}: index {int(arr.max())} does not fit int64")
+    return torch.from_numpy(np.ascontiguousarray(arr).astype(np.int64))
 
-        table = pq.read_table(path).to_pydict()
-        shapes = {tuple(s) for s in table["shape"]}
-        if len(shapes) != 1:
-            raise ValueError(f"{str(path)!r} mixes index shapes {sorted(shapes)}; decode them separately")
-        shape = shapes.pop()
-        return torch.tensor(np.stack([np.asarray(r, dtype=np.int64) for r in table["indices"]])).reshape(-1, *shape)
+
+def _read_parquet_indices(path: Path) -> Tensor:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable Parquet file: {err}") from err
+    missing = [c for c in ("shape", "indices") if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"{str(path)!r} has no {' or '.join(repr(c) for c in missing)} column (columns: {table.column_names}); "
+            "decode reads files written by `vqtok encode`"
+        )
+    kind = table.schema.field("indices").type
+    if not pa.types.is_list(kind) or not pa.types.is_integer(kind.value_type):
+        raise ValueError(f"{str(path)!r}: column 'indices' must hold lists of integers, got {kind}")
+    if table.num_rows == 0:
+        raise ValueError(f"{str(path)!r}: no rows to decode")
+    data = table.to_pydict()
+    shapes = {tuple(s) if s is not None else None for s in data["shape"]}
+    if len(shapes) != 1 or None in shapes:
+        raise ValueError(f"{str(path)!r} mixes index shapes {sorted(map(str, shapes))}; decode them separately")
+    shape = shapes.pop()
+    rows = []
+    for i, row in enumerate(data["indices"]):
+        if row is None or len(row) != math.prod(shape):
+            raise ValueError(f"{str(path)!r} row {i}: {0 if row is None else len(row)} indices for shape {shape}")
+        rows.append(np.asarray(row, dtype=np.int64))
+    return torch.from_numpy(np.stack(rows)).reshape(-1, *shape)
+
+
+def read_indices(path: str | Path) -> Tensor:
+    """Reads indices written by :func:`write_indices` as int64 ``(N, ...)``.
+
+    Raises:
+        FileNotFoundError: When ``path`` is missing.
+        ValueError: On another format, float or non-numeric indices, no rows, or a Parquet file without the
+            ``shape``/``indices`` columns.
+    """
+    from ..modalities import load_npy
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        return _integer_indices(load_npy(path), repr(str(path)))
+    if path.suffix == ".parquet":
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder, not a Parquet file")
+        if not path.is_file():
+            raise FileNotFoundError(f"input {str(path)!r} not found")
+        return _read_parquet_indices(path)
     raise ValueError(f"unsupported indices file {str(path)!r}: expected .npy or .parquet")
 
 
@@ -137,23 +185,6 @@ def _load_model(directory: str, device: str):  # type: ignore[no-untyped-def]
     from ..tokenizers import BaseTokenizer
 
     return BaseTokenizer.from_pretrained(directory, map_location=device).eval()
-
-
-def _read_batch(path: str, model, channels: int) -> Tensor:  # type: ignore[no-untyped-def]
-    """A ``.npy`` batch the model accepts as it is (action chunks, node ids, ...), else images."""
-    if Path(path).suffix == ".npy" and Path(path).is_file():
-        arr = np.load(path, allow_pickle=False)
-        batch = _as_float(arr) if arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating) else None
-        batch = (
-            torch.from_numpy(arr.astype(np.int64)) if batch is None and np.issubdtype(arr.dtype, np.integer) else batch
-        )
-        if batch is not None:
-            try:
-                model.check_signal(batch)
-                return batch
-            except ValueError:
-                pass
-    return load_signals(path, channels)
 
 
 def _as_output(signal: Tensor) -> Tensor:
@@ -170,20 +201,46 @@ def _cat(chunks: list[Tensor], pad_index: int | None) -> Tensor:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    from ..modalities import get_modality
+
     out = Path(args.output)
     _check_output(out, args.force, (".npy", ".parquet"))
     model = _load_model(args.model, args.device)
-    channels = getattr(model.config, "in_channels", 1)
+    descriptor = get_modality(model.modality)
+    options = descriptor.read_options(model.config)
     chunks, sources = [], []
+    first: tuple[str, tuple[int, ...]] | None = None
     for name in args.inputs:
-        x = _read_batch(name, model, channels)
+        x = load_signals(name, descriptor.name, options.channels, sample_rate=options.sample_rate)
         for start in range(0, x.shape[0], args.batch_size):
-            chunks.append(model.encode(x[start : start + args.batch_size].to(args.device)).cpu())
+            try:
+                indices = model.encode(x[start : start + args.batch_size].to(args.device)).cpu()
+            except ValueError as err:
+                raise ValueError(f"{name!r}: {err}") from err
+            if first is None:
+                first = (name, tuple(indices.shape[1:]))
+            elif tuple(indices.shape[1:]) != first[1] and model.pad_index is None:
+                raise ValueError(
+                    f"{name!r} gives indices of shape {tuple(indices.shape[1:])}, {first[0]!r} gave {first[1]}: "
+                    "inputs of different sizes cannot share one output; encode them separately"
+                )
+            chunks.append(indices)
         sources += [(str(name), i) for i in range(x.shape[0])]
     indices = _cat(chunks, model.pad_index)
     write_indices(out, indices, sources)
     print(f"encoded {indices.shape[0]} example(s) -> {out} (indices shape {tuple(indices.shape)})")
     return 0
+
+
+def _decode_batch(model, indices: Tensor, source: str, device: str) -> Tensor:  # type: ignore[no-untyped-def]
+    try:
+        return _as_output(model.decode(indices.to(device)).cpu())
+    except (ValueError, RuntimeError) as err:
+        # Shape mismatches surface from einops or a conv as RuntimeError; name the file and the shape instead.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{source}: indices of shape {tuple(indices.shape[1:])} per example do not fit this model ({first})"
+        ) from err
 
 
 def run_decode(args: argparse.Namespace) -> int:
@@ -196,10 +253,12 @@ def run_decode(args: argparse.Namespace) -> int:
     with torch.no_grad():
         recon = torch.cat(
             [
-                _as_output(model.decode(indices[s : s + args.batch_size].to(args.device)).cpu())
+                _decode_batch(model, indices[s : s + args.batch_size], repr(args.input), args.device)
                 for s in range(0, indices.shape[0], args.batch_size)
             ]
         )
+    if recon.is_floating_point() and not torch.isfinite(recon).all():
+        raise ValueError(f"{args.input!r}: the model decoded non-finite values; the checkpoint may be corrupt")
     with atomic_open(out, "wb") as f:
         np.save(f, recon.numpy())
     print(f"decoded {recon.shape[0]} example(s) -> {out} (shape {tuple(recon.shape)})")

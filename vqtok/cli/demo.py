@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from ._args import positive_int
+
 __all__ = ["add_parser", "run", "default_config_path"]
 
 
@@ -27,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch intra-op threads (default: torch's, one per core); on a busy machine 1 is much faster than 2",
     )
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import create_dataset
     from ..metrics.report import format_metrics_table
-    from ..train import Trainer, load_config
+    from ..train import Trainer
+    from ._args import load_config
     from .evaluate import evaluate_to_report
 
     if args.threads:

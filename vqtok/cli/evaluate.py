@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import positive_int
+
 __all__ = ["add_parser", "run", "evaluate_to_report"]
 
 
@@ -14,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="registered data set, e.g. fashion_mnist")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("-o", "--out", default=None, help="output folder (default: reports/<data>-<split>)")
-    p.add_argument("--max-examples", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--max-examples", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
@@ -33,6 +35,7 @@ def evaluate_to_report(
     from .._io import write_json
     from ..data import create_dataset
     from ..metrics.report import write_report
+    from ..modalities import find_modality
     from ..tokenizers import BaseTokenizer
     from ..train import evaluate
 
@@ -42,16 +45,20 @@ def evaluate_to_report(
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"data": data, "split": split, "model": str(model_dir), **result.metrics}
     write_json(out / "metrics.json", metrics)
-    page = write_report(
-        out / "report",
-        result.metrics,
-        result.originals,
-        result.recons,
-        result.counts,
-        title=f"{model.architecture}{_quantizer_label(model)} on {data}/{split}",
-        modality=model.modality,
-        sample_rate=getattr(model.config, "sample_rate", None),
-    )
+    title = f"{model.architecture}{_quantizer_label(model)} on {data}/{split}"
+    descriptor = find_modality(model.modality)
+    if descriptor is None:
+        page = write_report(out / "report", result.metrics, result.counts, title)
+    else:
+        page = descriptor.write_report(
+            out / "report",
+            result.metrics,
+            result.originals,
+            result.recons,
+            result.counts,
+            title,
+            sample_rate=getattr(model.config, "sample_rate", None),
+        )
     return result.metrics, page
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import positive_int
+
 __all__ = ["add_parser", "run"]
 
 logger = logging.getLogger(__name__)
@@ -31,15 +33,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", default=None, help="with --vocab: the modality of the input (e.g. image)")
     p.add_argument("--split", default="train", help="data set split, also used in shard names (default train)")
     p.add_argument("--column", default="signal", help="with a .parquet input: the column holding the signals")
-    p.add_argument("--shard-size", type=int, default=4096, help="items per shard (default 4096)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--row-group-size", type=int, default=1024)
+    p.add_argument("--shard-size", type=positive_int, default=4096, help="items per shard (default 4096)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--row-group-size", type=positive_int, default=1024)
     p.add_argument("--device", default="cpu")
     p.add_argument("-f", "--force", action="store_true", help="replace an export made with other settings")
-    p.add_argument("--max-shards", type=int, default=None, help="stop after this many shards per rank")
+    p.add_argument("--max-shards", type=positive_int, default=None, help="stop after this many shards per rank")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads per process (default: torch's choice)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch intra-op threads per process (default: torch's choice)",
     )
     p.set_defaults(func=run)
 
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .._dist import setup_distributed, teardown_distributed
     from ..data.export import export_tokens, open_source
+    from ..modalities import get_modality
     from ..tokenizers import BaseTokenizer
     from ..vocab import MultimodalVocab
 
@@ -60,23 +66,32 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.vocab:
             model = MultimodalVocab.from_pretrained(args.vocab, map_location=device)
-            name = args.modality or next(iter(model.tokenizers), None)
-            tok = model.tokenizers.get(name) if name else None
+            names = list(model.tokenizers)
+            name = args.modality or (names[0] if len(names) == 1 else None)
+            if name not in model.tokenizers:
+                raise ValueError(
+                    f"--modality {args.modality!r} is not in the vocabulary (it has {names})"
+                    if args.modality
+                    else f"the vocabulary has modalities {names}; say which one the input holds with --modality"
+                )
+            tok = model.tokenizers[name]
         else:
             model = tok = BaseTokenizer.from_pretrained(args.model, map_location=device)
-        cfg = tok.config if tok is not None else None
+        descriptor = get_modality(tok.modality)
+        options = descriptor.read_options(tok.config)
         source = open_source(
             args.input,
             split=args.split,
-            channels=getattr(cfg, "in_channels", 3),
-            sample_rate=getattr(cfg, "sample_rate", None),
+            channels=options.channels,
+            sample_rate=options.sample_rate,
             column=args.column,
+            modality=descriptor,
         )
         result = export_tokens(
             source,
             model,
             args.output,
-            modality=args.modality,
+            modality=name if args.vocab else None,
             split=args.split,
             shard_size=args.shard_size,
             batch_size=args.batch_size,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import positive_int
+
 __all__ = ["add_parser", "run"]
 
 
@@ -24,17 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (--part both) or .onnx file")
     p.add_argument("--part", choices=("both", "encoder", "decoder"), default="both")
     p.add_argument("--example", default=None, help=".npy input (B, ...) that fixes the signal shape")
-    p.add_argument("--num-levels", type=int, default=None, help="residual levels frozen into the encoder graph")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument(
+        "--num-levels", type=positive_int, default=None, help="residual levels frozen into the encoder graph"
+    )
+    p.add_argument("--opset", type=positive_int, default=17)
     p.add_argument("--check", action="store_true", help="compare with PyTorch in onnxruntime")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from ..tokenizers import from_pretrained
     from ..tokenizers.onnx import DECODE_ATOL, check_onnx, example_signal
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{existing} exist; pass -f/--force to overwrite")
     model = from_pretrained(args.model).eval()
     if args.example:
-        example = torch.from_numpy(np.load(args.example, allow_pickle=False)).float()
+        example = _read_example(args.example, model)
     else:
         example = example_signal(model)
     # The check runs another batch size than the export traced, unless the user fixed the example.
@@ -71,3 +72,17 @@ def run(args: argparse.Namespace) -> int:
                 line += f" (max |ONNX - PyTorch| {result['max_abs_diff']:.2e}, tolerance {DECODE_ATOL:g})"
         print(line)
     return 1 if failed else 0
+
+
+def _read_example(path: str, model):  # type: ignore[no-untyped-def]
+    """The ``--example`` batch, read by the model's modality rule like ``vqtok encode`` inputs."""
+    import torch
+
+    from ..modalities import batch_from_array, find_modality, load_npy
+    from ..modalities._arrays import real_array
+
+    arr = load_npy(path)
+    descriptor = find_modality(model.modality)
+    if descriptor is None:
+        return torch.from_numpy(real_array(arr, repr(path)).astype("float32"))
+    return batch_from_array(descriptor, arr, repr(path), descriptor.read_options(model.config).channels)

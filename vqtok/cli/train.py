@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._args import positive_int
+
 __all__ = ["add_parser", "run"]
 
 logger = logging.getLogger(__name__)
@@ -22,12 +24,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint.pt")
     p.add_argument("-f", "--force", action="store_true", help="restart even if run_dir holds a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    p.add_argument("--until-step", type=int, default=None, help="stop after this step (time-boxed runs)")
+    p.add_argument("--until-step", type=positive_int, default=None, help="stop after this step (time-boxed runs)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import Trainer, load_config
+    from ..train import Trainer
+    from ._args import load_config
 
     cfg = load_config(args.config, args.overrides)
     result = Trainer(cfg, resume=args.resume, force=args.force, progress=not args.no_progress).fit(args.until_step)

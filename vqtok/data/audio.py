@@ -6,21 +6,20 @@
   16-bit 8 kHz prompts, about 21 minutes. A file goes to the test split when the first byte of the SHA-1
   of its name is below 10% of 256, so the split is stable across machines and package versions.
 
-Files are read with the standard library's :mod:`wave` module (16-bit PCM only).
+Files are read by the audio modality's reader (:func:`vqtok.modalities.read_wav`, standard library :mod:`wave`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import wave
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..modalities.audio import read_wav
 from ._registry import register_dataset
 
 __all__ = ["AudioSegmentDataset", "asterisk_en", "is_test_file", "read_wav", "speech_folder"]
@@ -28,24 +27,6 @@ __all__ = ["AudioSegmentDataset", "asterisk_en", "is_test_file", "read_wav", "sp
 ASTERISK_DIR = "/usr/share/asterisk/sounds/en"
 ASTERISK_APT = "asterisk-core-sounds-en-wav"
 TEST_FRACTION = 0.1
-
-
-def read_wav(path: str | os.PathLike[str]) -> tuple[Tensor, int]:
-    """Reads a 16-bit PCM WAV file.
-
-    Returns:
-        ``(waveform (C, T) float32 in [-1, 1], sample_rate)``.
-
-    Raises:
-        ValueError: When the file is not 16-bit PCM.
-    """
-    with wave.open(str(path), "rb") as f:
-        if f.getsampwidth() != 2:
-            raise ValueError(f"{str(path)!r}: only 16-bit PCM is supported, got {8 * f.getsampwidth()}-bit")
-        channels, rate = f.getnchannels(), f.getframerate()
-        raw = f.readframes(f.getnframes())
-    data = np.frombuffer(raw, dtype="<i2").reshape(-1, channels).T.astype(np.float32) / 32768.0
-    return torch.from_numpy(np.ascontiguousarray(data)), rate
 
 
 def is_test_file(name: str, fraction: float = TEST_FRACTION) -> bool:

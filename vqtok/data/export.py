@@ -34,7 +34,6 @@ import math
 import os
 import shutil
 import time
-import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,9 @@ from torch import Tensor
 
 from .. import _dist
 from .._io import CheckpointError, atomic_write_bytes, read_json, sha256_bytes, sha256_file, write_json
+from ..modalities import find_modality
 from ..tokenizers import BaseTokenizer
+from .sources import ArraySource, DatasetSource, ExportSource, FolderSource, ParquetSource, open_source
 
 if TYPE_CHECKING:
     from ..vocab import MultimodalVocab
@@ -60,7 +61,6 @@ __all__ = [
     "ParquetSource",
     "export_tokens",
     "open_source",
-    "read_wav",
     "sha256_file",
 ]
 
@@ -70,8 +70,6 @@ FORMAT = "vqtok-token-export"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = ".progress"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-AUDIO_SUFFIXES = (".wav",)
 # Fixed writer settings: part of the fingerprint, because any change alters the shard bytes.
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -81,235 +79,6 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "data_page_size": 1 << 20,
     "version": "2.6",
 }
-
-
-# ----------------------------------------------------------------------------------------------- sources
-class ExportSource:
-    """An ordered, indexable collection of single examples with stable string keys.
-
-    Subclasses set ``description`` (recorded in the fingerprint) and implement ``__len__``, ``key`` and
-    ``load`` (one example without the batch dimension, e.g. ``(C, H, W)`` float).
-    """
-
-    description: dict[str, Any]
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def key(self, index: int) -> str:
-        raise NotImplementedError
-
-    def load(self, index: int) -> Tensor:
-        raise NotImplementedError
-
-    def load_many(self, indices: Sequence[int]) -> list[Tensor]:
-        """Several examples; sources with a batched fetch override this."""
-        return [self.load(i) for i in indices]
-
-
-class DatasetSource(ExportSource):
-    """A built-in data set from :func:`vqtok.data.create_dataset`; keys are ``name/split/index``.
-
-    Args:
-        name: Registered data set name.
-        split: ``"train"`` or ``"test"``.
-        **kwargs: Passed to the data set factory.
-    """
-
-    def __init__(self, name: str, split: str = "train", **kwargs: Any) -> None:
-        from ._registry import create_dataset
-
-        self.dataset = create_dataset(name, split, **kwargs)
-        self.name, self.split = name, split
-        self.description = {"kind": "dataset", "name": name, "split": split, "kwargs": kwargs}
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def key(self, index: int) -> str:
-        return f"{self.name}/{self.split}/{index}"
-
-    def load(self, index: int) -> Tensor:
-        return self.dataset[index]
-
-    def load_many(self, indices: Sequence[int]) -> list[Tensor]:
-        getitems = getattr(self.dataset, "__getitems__", None)
-        return list(getitems(list(indices))) if getitems is not None else super().load_many(indices)
-
-
-class ArraySource(ExportSource):
-    """Rows of an ``.npy`` array ``(N, ...)`` (uint8 scaled by 1/255); keys are ``file:index``.
-
-    Args:
-        path: The ``.npy`` file; read memory-mapped.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        if self.array.ndim < 2:
-            raise ValueError(f"{str(self.path)!r}: expected an array (N, ...) of examples, got {self.array.shape}")
-        self.description = {"kind": "npy", "name": self.path.name, "shape": list(self.array.shape)}
-
-    def __len__(self) -> int:
-        return int(self.array.shape[0])
-
-    def key(self, index: int) -> str:
-        return f"{self.path.name}:{index}"
-
-    def load(self, index: int) -> Tensor:
-        return _to_float(np.array(self.array[index]))
-
-
-class FolderSource(ExportSource):
-    """Image and ``.wav`` files under a folder, recursively, in sorted order; keys are relative paths.
-
-    Args:
-        root: The folder.
-        channels: Image channels the tokenizer expects (1 -> greyscale, 3 -> RGB).
-        sample_rate: When set, ``.wav`` files at another rate are rejected (no resampling is done).
-    """
-
-    def __init__(self, root: str | os.PathLike[str], channels: int = 3, sample_rate: int | None = None) -> None:
-        self.root = Path(root)
-        suffixes = IMAGE_SUFFIXES + AUDIO_SUFFIXES
-        self.files = sorted(
-            p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
-            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
-        )
-        if not self.files:
-            raise FileNotFoundError(f"no image or .wav files under {str(self.root)!r}")
-        self.channels, self.sample_rate = channels, sample_rate
-        self.description = {"kind": "folder", "name": self.root.name, "num_files": len(self.files)}
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def key(self, index: int) -> str:
-        return self.files[index]
-
-    def load(self, index: int) -> Tensor:
-        return _decode_media_bytes((self.root / self.files[index]).read_bytes(), self.channels, self.sample_rate)
-
-
-class ParquetSource(ExportSource):
-    """Rows of a Parquet file.
-
-    The ``column`` holds either encoded files (a struct with a ``bytes`` field, as Hugging Face ``datasets``
-    stores ``Image``/``Audio`` features, or raw binary) or numbers (a list column, reshaped with an
-    optional ``shape`` list column). Keys come from a ``key`` column when present, else ``file:index``.
-
-    Args:
-        path: The Parquet file.
-        column: Column holding the signals.
-        channels: Image channels the tokenizer expects.
-        sample_rate: Required sample rate of encoded audio, when known.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        column: str = "signal",
-        channels: int = 3,
-        sample_rate: int | None = None,
-    ) -> None:
-        import pyarrow.parquet as pq
-
-        self.path = Path(path)
-        self.table = pq.read_table(self.path, memory_map=True)
-        if column not in self.table.column_names:
-            raise ValueError(f"{str(self.path)!r} has no column {column!r}; columns: {self.table.column_names}")
-        self.column = self.table.column(column)
-        self.shapes = self.table.column("shape") if "shape" in self.table.column_names else None
-        self.keys = self.table.column("key") if "key" in self.table.column_names else None
-        self.channels, self.sample_rate = channels, sample_rate
-        self.description = {"kind": "parquet", "name": self.path.name, "column": column, "rows": self.table.num_rows}
-
-    def __len__(self) -> int:
-        return self.table.num_rows
-
-    def key(self, index: int) -> str:
-        return str(self.keys[index].as_py()) if self.keys is not None else f"{self.path.name}:{index}"
-
-    def load(self, index: int) -> Tensor:
-        value = self.column[index].as_py()
-        if isinstance(value, dict):
-            value = value.get("bytes")
-        if isinstance(value, (bytes, bytearray)):
-            return _decode_media_bytes(bytes(value), self.channels, self.sample_rate)
-        if value is None:
-            raise ValueError(f"{str(self.path)!r} row {index}: empty value")
-        arr = np.asarray(value, dtype=np.float32)
-        if self.shapes is not None:
-            arr = arr.reshape(self.shapes[index].as_py())
-        return torch.from_numpy(arr)
-
-
-def open_source(
-    spec: str,
-    split: str = "train",
-    channels: int = 3,
-    sample_rate: int | None = None,
-    column: str = "signal",
-) -> ExportSource:
-    """A source from a command-line spec: a folder, a ``.npy``/``.parquet`` file, or a built-in data set name.
-
-    Raises:
-        ValueError: When ``spec`` is none of these.
-    """
-    from ._registry import list_datasets
-
-    path = Path(spec)
-    if path.is_dir():
-        return FolderSource(path, channels=channels, sample_rate=sample_rate)
-    if path.is_file() and path.suffix == ".npy":
-        return ArraySource(path)
-    if path.is_file() and path.suffix == ".parquet":
-        return ParquetSource(path, column=column, channels=channels, sample_rate=sample_rate)
-    if spec in list_datasets():
-        return DatasetSource(spec, split)
-    raise ValueError(
-        f"input {spec!r} is not a folder, a .npy or .parquet file, or a built-in data set "
-        f"({', '.join(list_datasets())})"
-    )
-
-
-def _to_float(arr: np.ndarray) -> Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
-
-
-def read_wav(data: bytes, sample_rate: int | None = None) -> Tensor:
-    """Decodes PCM ``.wav`` bytes (8/16/32-bit) to float ``(C, T)`` in ``[-1, 1]``.
-
-    Raises:
-        ValueError: On an unsupported sample width or a sample rate other than ``sample_rate``.
-    """
-    with wave.open(io.BytesIO(data)) as w:
-        rate, channels, width, frames = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
-        raw = w.readframes(frames)
-    if sample_rate is not None and rate != sample_rate:
-        raise ValueError(f"audio at {rate} Hz, but the tokenizer expects {sample_rate} Hz (resample it first)")
-    if width == 1:
-        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 2:
-        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-    elif width == 4:
-        x = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648.0
-    else:
-        raise ValueError(f"unsupported .wav sample width {8 * width} bits (8, 16 or 32 are read)")
-    return torch.from_numpy(x.reshape(-1, channels).T.copy())
-
-
-def _decode_media_bytes(data: bytes, channels: int, sample_rate: int | None) -> Tensor:
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return read_wav(data, sample_rate)
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(data)).convert("L" if channels == 1 else "RGB")
-    x = _to_float(np.array(img))
-    return x[None] if x.ndim == 2 else x.permute(2, 0, 1)
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -417,7 +186,12 @@ def export_tokens(
     if rank is None or world_size is None:
         rank, world_size = _dist.rank(), _dist.world_size()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {str(out)!r} exists and is not a folder; exports are written into a folder")
     encode, model_desc = _make_encoder(model, modality, torch.device(device))
+    # Arrays given without a modality are read by the rule of the tokenizer that takes them.
+    tok = model if isinstance(model, BaseTokenizer) else model.tokenizers[model_desc["modality"]]
+    source.bind_modality(find_modality(tok.modality))
     num_items = len(source)
     num_shards = max(1, math.ceil(num_items / shard_size))
     keys_digest = sha256_bytes("\n".join(source.key(i) for i in range(num_items)).encode())
@@ -462,14 +236,14 @@ def export_tokens(
     if max_shards is not None:
         todo = todo[:max_shards]
     total = sum(min(shard_size, num_items - s * shard_size) for s in todo)
-    bar = tqdm(total=total, unit="item", desc=f"export {split}", disable=not progress or rank != 0)
-    for s in todo:
-        items = range(s * shard_size, min(num_items, (s + 1) * shard_size))
-        record = _write_shard(out, s, num_shards, split, source, items, encode, batch_size, row_group_size, bar)
-        result.written.append(s)
-        result.items += record["num_rows"]
-        result.tokens += record["num_tokens"]
-    bar.close()
+    # Closed on errors too, so that the error message is the last line a user sees.
+    with tqdm(total=total, unit="item", desc=f"export {split}", disable=not progress or rank != 0) as bar:
+        for s in todo:
+            items = range(s * shard_size, min(num_items, (s + 1) * shard_size))
+            record = _write_shard(out, s, num_shards, split, source, items, encode, batch_size, row_group_size, bar)
+            result.written.append(s)
+            result.items += record["num_rows"]
+            result.tokens += record["num_tokens"]
     if world_size > 1:
         _dist.barrier()
 

@@ -19,19 +19,28 @@ section 3.1), so this is the usual approximation:
    A change is kept only if it lowers the exact error, so refinement never makes a row worse.
 
 ``beam_width=1`` without refinement is greedy residual encoding, i.e. residual VQ.
+
+``scoring="dense"`` ranks all ``B * K`` children instead (the offline vector codecs, ``K <= 4096``): from
+lookup tables when the pair table of :func:`vqtok.kernels.local_search.pair_table` is small, as faiss's
+``ResidualQuantizer`` does with its beam LUT (the error of appending code ``k`` of codebook ``m`` to a beam with
+codes ``i_j`` and error ``e`` is ``e + ||C_m[k]||^2 - 2 x.C_m[k] + sum_{j<m} 2 C_j[i_j].C_m[k]``: no residual is
+formed), otherwise by :func:`beam_step` on carried residuals, which beam-aware training also calls per stage.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .nearest import nearest
 
-__all__ = ["beam_search", "decode_sum", "icm_refine"]
+__all__ = ["beam_search", "beam_step", "decode_sum", "icm_refine"]
 
 # Floats of scratch per row chunk for the (rows, B, candidates, D) children tensor (64 MiB).
 _SCRATCH_FLOATS = 1 << 24
+# Floats in one (rows, B, K) table chunk of dense scoring (32 MiB).
+_TABLE_FLOATS = 1 << 23
 
 
 @torch.no_grad()
@@ -42,6 +51,7 @@ def beam_search(
     candidates: int | None = None,
     refine_passes: int = 0,
     chunk_size: int | None = None,
+    scoring: str = "nearest",
 ) -> tuple[Tensor, Tensor]:
     """Encodes latents with a sum of one code per codebook by beam search.
 
@@ -55,6 +65,11 @@ def beam_search(
         refine_passes: Rounds of ICM refinement after the beam (each re-optimises every codebook's
             index given the others, once).
         chunk_size: Rows processed at a time; defaults to what fits a 64 MiB scratch budget.
+        scoring: How children are scored. ``"nearest"``: each beam's ``candidates`` nearest codes by
+            :func:`nearest` (for large codebooks: never an ``N x B x V`` table). ``"dense"``: every child of
+            every beam, ranked exactly as faiss's ``ResidualQuantizer`` does, from lookup tables when the pair
+            table is small, otherwise by :func:`beam_step` (for the offline codecs' ``V <= 4096``);
+            ``candidates`` is then unused.
 
     Returns:
         ``(errors, indices)``: ``(N,)`` fp32 squared errors of the returned reconstruction, computed as
@@ -78,6 +93,8 @@ def beam_search(
         raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if scoring not in ("nearest", "dense"):
+        raise ValueError(f"scoring must be 'nearest' or 'dense', got {scoring!r}")
 
     n, dim = latents.shape
     num_books, book_size = codebooks.shape[:2]
@@ -87,8 +104,11 @@ def beam_search(
     rows = chunk_size or max(1, _SCRATCH_FLOATS // (beam_width * per_beam * max(dim, 1)))
 
     indices = torch.empty(n, num_books, dtype=torch.long, device=x.device)
-    for r0 in range(0, n, rows):
-        indices[r0 : r0 + rows] = _beam_chunk(x[r0 : r0 + rows], books, beam_width, per_beam)
+    if scoring == "dense":
+        indices = _dense_beam(x, books, beam_width, chunk_size or 4096)
+    else:
+        for r0 in range(0, n, rows):
+            indices[r0 : r0 + rows] = _beam_chunk(x[r0 : r0 + rows], books, beam_width, per_beam)
     if refine_passes:
         _, indices = icm_refine(x, books, indices, refine_passes)
     errors = (x - decode_sum(books, indices)).square().sum(-1)
@@ -161,3 +181,88 @@ def icm_refine(x: Tensor, codebooks: Tensor, indices: Tensor, passes: int = 1) -
             recon = torch.where(better[:, None], new_recon, recon)
             error = torch.where(better, new_error, error)
     return error, indices
+
+
+@torch.no_grad()
+def beam_step(residual: Tensor, codes: Tensor, book: Tensor, beam_width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Extends every beam by one code of ``book`` and keeps the ``beam_width`` best children per row.
+
+    Args:
+        residual: ``(N, B, D)`` residuals of the live beams.
+        codes: ``(N, B, m)`` int64 codes chosen so far.
+        book: ``(K, D)`` codebook of the next stage.
+        beam_width: Beams kept per row.
+
+    Returns:
+        ``(residual, codes, errors)``: ``(N, B', D)``, ``(N, B', m + 1)`` and ``(N, B')`` squared
+        errors, ``B' = min(beam_width, B * K)``, beams sorted best first.
+    """
+    n, b, d = residual.shape
+    k = book.shape[0]
+    keep = min(beam_width, b * k)
+    norms = book.square().sum(1)
+    rows = max(1, _TABLE_FLOATS // (b * k))
+    out_res = residual.new_empty(n, keep, d)
+    out_codes = codes.new_empty(n, keep, codes.shape[2] + 1)
+    out_err = residual.new_empty(n, keep)
+    for r0 in range(0, n, rows):
+        r = residual[r0 : r0 + rows]
+        c = codes[r0 : r0 + rows]
+        nr = r.shape[0]
+        # ||r - c||^2 for all B * K children; cancellation only perturbs near-ties, and the kept residuals
+        # are recomputed exactly below.
+        table = (r.square().sum(-1, keepdim=True) + norms) - 2 * (r @ book.T)
+        err, best = torch.topk(table.reshape(nr, b * k), keep, dim=1, largest=False, sorted=True)
+        parent, code = best // k, best % k
+        out_res[r0 : r0 + rows] = r.gather(1, parent[:, :, None].expand(nr, keep, d)) - book[code]
+        prefix = c.gather(1, parent[:, :, None].expand(nr, keep, c.shape[2]))
+        out_codes[r0 : r0 + rows] = torch.cat([prefix, code[:, :, None]], 2)
+        out_err[r0 : r0 + rows] = err
+    return out_res, out_codes, out_err
+
+
+def _dense_beam(x: Tensor, codebooks: Tensor, beam_width: int, batch_size: int) -> Tensor:
+    """``scoring="dense"``: every child of every beam ranked; returns ``(N, M)`` indices of the best beam."""
+    # local_search builds on this module (decode_sum, icm_refine), so its pair table is imported here.
+    from .local_search import pair_table
+
+    n = x.shape[0]
+    num_books, k = codebooks.shape[:2]
+    idx = torch.empty(n, num_books, dtype=torch.long, device=x.device)
+    table = pair_table(codebooks)
+    if table is not None:
+        norms = codebooks.square().sum(-1)  # (M, K)
+        offsets = torch.arange(num_books, device=x.device) * k
+        rows = max(1, min(batch_size, _TABLE_FLOATS // (beam_width * k)))
+        for r0 in range(0, n, rows):
+            idx[r0 : r0 + rows] = _beam_lut(x[r0 : r0 + rows], codebooks, norms, table, offsets, beam_width)
+        return idx
+    for r0 in range(0, n, batch_size):
+        res = x[r0 : r0 + batch_size, None, :]
+        codes = torch.empty(res.shape[0], 1, 0, dtype=torch.long, device=x.device)
+        for m in range(num_books):
+            res, codes, _ = beam_step(res, codes, codebooks[m], beam_width)
+        idx[r0 : r0 + batch_size] = codes[:, 0]
+    return idx
+
+
+def _beam_lut(x: Tensor, books: Tensor, norms: Tensor, table: Tensor, offsets: Tensor, beam_width: int) -> Tensor:
+    """Beam search for one row chunk, children scored from lookup tables; returns ``(n, M)`` indices."""
+    n = x.shape[0]
+    num_books, k = books.shape[:2]
+    unary = norms - 2 * torch.einsum("nd,mkd->nmk", x, books)  # (n, M, K)
+    err = x.square().sum(-1, keepdim=True)  # (n, B) errors of the live beams
+    codes = torch.empty(n, 1, 0, dtype=torch.long, device=x.device)
+    for m in range(num_books):
+        b = codes.shape[1]
+        if m:
+            prefix = (codes + offsets[:m]).reshape(n * b, m)
+            scores = F.embedding_bag(prefix, table[m], mode="sum").view(n, b, k)
+            scores.add_(unary[:, None, m]).add_(err[:, :, None])  # in place: this (n, b, K) add is memory-bound
+        else:
+            scores = err[:, :, None] + unary[:, None, m]  # (n, 1, K)
+        keep = min(beam_width, b * k)
+        err, best = torch.topk(scores.reshape(n, b * k), keep, dim=1, largest=False, sorted=True)
+        parent, code = best // k, best % k
+        codes = torch.cat([codes.gather(1, parent[:, :, None].expand(n, keep, m)), code[:, :, None]], 2)
+    return codes[:, 0]

@@ -1,12 +1,15 @@
-"""Evaluation report: ``metrics.json`` plus a folder with what the modality calls for (a reconstruction grid for
-images, before/after WAV files for audio, overlaid curves for time series), a codebook histogram and an
-``index.html`` that shows them next to the metrics table. Uses matplotlib's non-interactive Agg backend."""
+"""Evaluation report: ``metrics.json``, a codebook histogram and an ``index.html`` that shows them next to the
+metrics table and the panels a modality descriptor adds (a reconstruction grid for images, before/after WAV
+files for audio, overlaid curves for time series; see :mod:`vqtok.modalities`). The drawing helpers here are
+modality-free. Uses matplotlib's non-interactive Agg backend."""
 
 from __future__ import annotations
 
 import html
 import os
 import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +18,7 @@ from torch import Tensor
 from .._io import atomic_open, write_json
 
 __all__ = [
+    "Panel",
     "format_metrics_table",
     "save_codebook_histogram",
     "save_image_grid",
@@ -128,31 +132,52 @@ def save_codebook_histogram(counts: Tensor, path: str | os.PathLike[str]) -> Pat
     return _save(plt, fig, path)
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One section of a report page, written by a modality descriptor (see :mod:`vqtok.modalities`).
+
+    Attributes:
+        title: Section heading.
+        images: Picture files relative to the report folder.
+        sounds: ``(original, reconstruction)`` audio file pairs relative to the report folder, shown as players.
+    """
+
+    title: str
+    images: tuple[str, ...] = ()
+    sounds: tuple[tuple[str, str], ...] = ()
+
+
+def _panel_html(panel: Panel) -> str:
+    parts = [f"<h2>{html.escape(panel.title)}</h2>"]
+    parts += [f"<img src='{html.escape(src)}' alt='{html.escape(panel.title)}'>" for src in panel.images]
+    if panel.sounds:
+        players = "".join(
+            f"<tr><td>{i}</td><td><audio controls src='{html.escape(a)}'></audio></td>"
+            f"<td><audio controls src='{html.escape(b)}'></audio></td></tr>"
+            for i, (a, b) in enumerate(panel.sounds)
+        )
+        parts.append(f"<table><tr><th>#</th><th>original</th><th>reconstruction</th></tr>{players}</table>")
+    return "".join(parts)
+
+
 def write_report(
     directory: str | os.PathLike[str],
     metrics: dict[str, float],
-    originals: Tensor | None = None,
-    recons: Tensor | None = None,
     counts: Tensor | None = None,
     title: str = "vqtok evaluation",
-    modality: str | None = None,
-    sample_rate: int | None = None,
-    audio_examples: int = 4,
+    panels: Sequence[Panel] = (),
 ) -> Path:
-    """Writes ``metrics.json``, the modality's pictures or sounds, ``codebook_usage.png`` and ``index.html``.
+    """Writes ``metrics.json``, ``codebook_usage.png`` and an ``index.html`` showing them with ``panels``.
+
+    The modality's own files (reconstruction grids, before/after sounds, curves) are written first by its
+    descriptor (:meth:`vqtok.modalities.Modality.write_report`), which passes their :class:`Panel` here.
 
     Args:
         directory: Report folder (created).
         metrics: Scalar metrics for the table.
-        originals: Inputs in the tokenizer's layout: ``(N, C, H, W)`` images or ``(N, C, T)`` signals.
-        recons: Their reconstructions, same shape.
         counts: ``(V,)`` code histogram.
         title: Page title.
-        modality: ``"image"``, ``"audio"`` or ``"timeseries"``; ``None`` infers images from 4-D inputs.
-        sample_rate: Hz of audio; with ``modality="audio"`` the first ``audio_examples`` originals and
-            reconstructions are written as ``audio/original_<i>.wav`` / ``audio/recon_<i>.wav`` and embedded
-            in the page as players.
-        audio_examples: How many before/after pairs to write.
+        panels: Sections to show above the codebook histogram, in order.
 
     Returns:
         Path of ``index.html``.
@@ -160,40 +185,17 @@ def write_report(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / "metrics.json", metrics)
-    figures = []
-    sounds: list[tuple[str, str]] = []
-    have = originals is not None and recons is not None and originals.numel() > 0
-    if have and originals.ndim == 4 and modality in (None, "image"):
-        figures.append(("Reconstructions", save_image_grid(originals, recons, directory / "recon_grid.png").name))
-    elif have and originals.ndim == 3 and modality == "audio" and sample_rate:
-        (directory / "audio").mkdir(exist_ok=True)
-        for i in range(min(audio_examples, originals.shape[0], recons.shape[0])):
-            for kind, wav in (("original", originals[i]), ("recon", recons[i])):
-                save_wav(wav, sample_rate, directory / "audio" / f"{kind}_{i}.wav")
-            sounds.append((f"audio/original_{i}.wav", f"audio/recon_{i}.wav"))
-    elif have and originals.ndim == 3 and modality == "timeseries":
-        figures.append(("Reconstructions", save_series_plot(originals, recons, directory / "recon_series.png").name))
+    panels = list(panels)
     if counts is not None and counts.numel():
-        figures.append(("Codebook usage", save_codebook_histogram(counts, directory / "codebook_usage.png").name))
+        name = save_codebook_histogram(counts, directory / "codebook_usage.png").name
+        panels.append(Panel("Codebook usage", images=(name,)))
     rows = "\n".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
         if isinstance(v, float)
-        else f"<tr><td>{k}</td><td>{v}</td></tr>"
+        else f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in metrics.items()
     )
-    figs = "\n".join(
-        f"<h2>{html.escape(t)}</h2><img src='{html.escape(src)}' alt='{html.escape(t)}'>" for t, src in figures
-    )
-    if sounds:
-        players = "".join(
-            f"<tr><td>{i}</td><td><audio controls src='{html.escape(a)}'></audio></td>"
-            f"<td><audio controls src='{html.escape(b)}'></audio></td></tr>"
-            for i, (a, b) in enumerate(sounds)
-        )
-        figs = (
-            "<h2>Audio (before / after)</h2><table><tr><th>#</th><th>original</th><th>reconstruction</th></tr>"
-            f"{players}</table>{figs}"
-        )
+    figs = "\n".join(_panel_html(p) for p in panels)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 12px}img{max-width:100%}</style></head>"

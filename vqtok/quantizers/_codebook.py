@@ -1,7 +1,8 @@
 """Codebook machinery shared by the codebook quantizers: written once, imported everywhere.
 
 * k-means++ seeding (Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007)
-  followed by a few Lloyd iterations, for data-dependent codebook initialisation.
+  followed by a few Lloyd iterations, for data-dependent codebook initialisation; both live in
+  :mod:`vqtok.kernels.kmeans` (shared with the offline codecs) and are only composed here.
 * EMA codebook statistics with Laplace-smoothed cluster sizes (van den Oord et al., "Neural Discrete
   Representation Learning", arXiv:1711.00937, appendix A.1).
 * Gradient estimators that keep the forward value bit-exact: the straight-through estimator and the
@@ -21,6 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..kernels import nearest
+from ..kernels.kmeans import lloyd
+from ..kernels.kmeans_seeding import SEEDING_ROUNDS as SEEDING_ROUNDS
+from ..kernels.kmeans_seeding import kmeans_plusplus_batched as kmeans_plusplus
 
 __all__ = [
     "all_reduce_sum_",
@@ -40,8 +44,6 @@ __all__ = [
 
 # k-means on more rows than this gains little accuracy and costs time on the first step.
 KMEANS_MAX_ROWS = 1 << 16
-# k-means++ seeding draws more than this many centres in this many batched rounds (one pass each).
-SEEDING_ROUNDS = 256
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -144,56 +146,15 @@ def sample_rows(data: Tensor, num: int) -> Tensor:
     return data[pick]
 
 
-def kmeans_plusplus(data: Tensor, num_clusters: int) -> Tensor:
-    """k-means++ seeding: each new centre is a data row drawn with probability ~ squared distance.
-
-    Distances are kept as a running ``(N,)`` minimum, so memory stays O(N + K d). Sequential k-means++
-    makes one pass over the data per centre; beyond :data:`SEEDING_ROUNDS` centres they are drawn
-    in that many rounds instead, each round sampling a batch of distinct rows by squared distance
-    (the oversampling idea of k-means||: Bahmani et al., "Scalable K-Means++", VLDB 2012) and
-    updating the distances through :func:`nearest`. When ``N <= num_clusters`` every row becomes a
-    centre (k-means++ takes every distinct row before repeating one) and the rest are uniform
-    repeats, which dead-code restarts revive.
-
-    Args:
-        data: ``(N, d)`` float rows, ``N >= 1``.
-        num_clusters: Number of centres K.
-
-    Returns:
-        ``(K, d)`` centres, each a row of ``data``.
-    """
-    n, d = data.shape
-    if num_clusters >= n:
-        order = torch.randperm(n, device=data.device)
-        repeats = torch.randint(n, (num_clusters - n,), device=data.device)
-        return data[torch.cat([order, repeats])]
-    per_round = -(-(num_clusters - 1) // SEEDING_ROUNDS)  # ceil: 1 (exact k-means++) up to SEEDING_ROUNDS + 1 centres
-    centres = data.new_empty(num_clusters, d)
-    first = torch.randint(n, (1,), device=data.device)
-    centres[0] = data[first[0]]
-    min_dist = (data - centres[0]).square().sum(-1)
-    filled = 1
-    while filled < num_clusters:
-        m = min(per_round, num_clusters - filled)
-        # The tiny floor turns an all-zero distance vector into a uniform draw without a host sync.
-        pick = torch.multinomial(min_dist + 1e-30, m)
-        fresh = data[pick]  # (m, d)
-        centres[filled : filled + m] = fresh
-        filled += m
-        if filled == num_clusters:
-            break
-        if m == 1:
-            dist = (data - fresh[0]).square().sum(-1)
-        else:
-            # Exact squared distance to the nearest new centre; the search itself never builds (N, m).
-            _, near = nearest(data, fresh)
-            dist = (data - fresh[near]).square().sum(-1)
-        min_dist = torch.minimum(min_dist, dist)
-    return centres
-
-
 def kmeans(data: Tensor, num_clusters: int, iters: int, metric: str = "l2") -> tuple[Tensor, Tensor]:
-    """k-means++ seeding followed by ``iters`` Lloyd iterations through :func:`nearest`.
+    """Batched k-means++ seeding then ``iters`` Lloyd iterations of the shared :func:`vqtok.kernels.kmeans.lloyd`.
+
+    Seeding stays on the device and uses the global RNG (no host synchronisation per centre, reproducible under
+    ``torch.manual_seed``); the Lloyd steps are the ones every offline codec uses, including their cluster
+    splitting, which costs one ``(K,)`` host copy of the cluster sizes per iteration. Offline codecs seed
+    uniformly instead (:func:`vqtok.kernels.kmeans.kmeans`); here k-means++ stays because a first training
+    batch can be smaller than the codebook, where D^2 sampling takes every distinct row first, and the
+    near-empty split (``min_points=1``) moves centres seeded on outliers anyway.
 
     Args:
         data: ``(N, d)`` float rows, ``N >= 1``; rows beyond :data:`KMEANS_MAX_ROWS` are subsampled.
@@ -211,15 +172,7 @@ def kmeans(data: Tensor, num_clusters: int, iters: int, metric: str = "l2") -> t
     if metric == "cosine":
         data = F.normalize(data, dim=-1)
     centres = kmeans_plusplus(data, num_clusters)
-    for _ in range(iters):
-        _, assign = nearest(data, centres, metric)
-        counts, sums = cluster_stats(data, assign, num_clusters)
-        assert sums is not None
-        means = sums / counts.clamp_min(1.0)[:, None]
-        if metric == "cosine":
-            means = F.normalize(means, dim=-1)
-        # An empty cluster keeps its previous centre rather than collapsing to zero.
-        centres = torch.where(counts[:, None] > 0, means, centres)
+    centres, _ = lloyd(data, centres, iters, metric=metric, min_points=1)
     _, assign = nearest(data, centres, metric)
     counts, _ = cluster_stats(data, assign, num_clusters, with_sums=False)
     return centres, counts

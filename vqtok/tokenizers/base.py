@@ -98,7 +98,11 @@ class Tokenizer(BaseTokenizer):
     def check_signal(self, signal: Tensor) -> None:
         """Raises ``ValueError`` when ``signal`` has the wrong layout; subclasses extend."""
         if not isinstance(signal, Tensor) or not signal.is_floating_point():
-            raise ValueError(f"{type(self).__name__} expects a floating point tensor")
+            got = signal.dtype if isinstance(signal, Tensor) else type(signal).__name__
+            raise ValueError(
+                f"{type(self).__name__} expects a floating point tensor, got {got} (scale raw values first, "
+                "e.g. uint8 images / 255)"
+            )
 
     # ----------------------------------------------------------------------------- public methods
     @property
@@ -117,6 +121,7 @@ class Tokenizer(BaseTokenizer):
             A :class:`TokenizerOutput`.
         """
         self.check_signal(signal)
+        signal = self._cast_signal(signal)
         latents = self._encode_latents(signal)
         qout = self.quantizer(latents, mask=mask)
         recon = self._decode_latents(qout.quantized)
@@ -131,18 +136,45 @@ class Tokenizer(BaseTokenizer):
     def encode(self, signal: Tensor, **options: Any) -> Tensor:
         """Maps a signal to int64 indices ``(B, ..., *index_shape)`` without changing any state.
 
-        ``options`` go to the quantizer's ``encode`` (e.g. ``num_levels`` for residual VQ).
+        dtype rule (the quantizers' rule): any floating point signal (fp16, bf16, fp32, fp64) is cast to the
+        model's parameter dtype before the encoder runs; integer, bool and complex tensors are rejected with
+        ``ValueError`` (scale raw pixels or samples first, e.g. ``uint8 / 255``; the file readers of
+        :mod:`vqtok.modalities` do this by each modality's stated rule). ``options`` go to the quantizer's
+        ``encode`` (e.g. ``num_levels`` for residual VQ).
         """
         self.check_signal(signal)
-        return self.quantizer.encode(self._encode_latents(signal), **options)
+        return self.quantizer.encode(self._encode_latents(self._cast_signal(signal)), **options)
+
+    def _cast_signal(self, signal: Tensor) -> Tensor:
+        """Casts a floating point ``signal`` to the parameters' dtype (the conv layers need one dtype).
+
+        Runs after :meth:`check_signal`, so a family's own layout message comes first.
+        """
+        if signal.ndim > 2 and 0 in signal.shape[2:]:
+            raise ValueError(f"{type(self).__name__}: signal of shape {tuple(signal.shape)} has an empty axis")
+        param = next(self.parameters(), None)
+        return signal.to(param.dtype) if param is not None and signal.dtype != param.dtype else signal
 
     def decode(self, indices: Tensor) -> Tensor:
-        """Maps indices ``(B, ..., *index_shape)`` back to a signal; equals eval-mode ``forward(x).recon``."""
+        """Maps indices ``(B, ..., *index_shape)`` back to a signal; equals eval-mode ``forward(x).recon``.
+
+        Raises:
+            ValueError: On non-integer or out-of-range indices, or a grid the decoder cannot take.
+        """
+        from einops import EinopsError
+
         quantized = self.quantizer.decode(indices)
         param = next(self.parameters(), None)
         if param is not None:
             quantized = quantized.to(param.dtype)
-        return self._decode_latents(quantized)
+        try:
+            return self._decode_latents(quantized)
+        except EinopsError as err:
+            # A wrong number of grid axes fails inside a rearrange; say what was passed instead.
+            raise ValueError(
+                f"{type(self).__name__} cannot decode indices of shape {tuple(indices.shape)}: wrong number of "
+                f"token-grid axes for this model (index_shape {tuple(self.quantizer.index_shape)})"
+            ) from err
 
     def export_onnx(self, path: str | os.PathLike[str], part: str = "encoder", **options: Any) -> Path:
         """Writes the ``"encoder"`` (signal -> indices) or ``"decoder"`` (indices -> signal) as ONNX.

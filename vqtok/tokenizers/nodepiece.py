@@ -241,7 +241,12 @@ class NodePieceTokenizer(BaseTokenizer):
 
     def check_signal(self, signal: Any) -> None:
         """Raises ``ValueError`` unless ``signal`` is an integer tensor of known node ids."""
-        if not isinstance(signal, Tensor) or signal.is_floating_point() or signal.dtype == torch.bool:
+        if (
+            not isinstance(signal, Tensor)
+            or signal.is_floating_point()
+            or signal.is_complex()
+            or signal.dtype == torch.bool
+        ):
             raise ValueError(f"NodePieceTokenizer expects an integer tensor of node ids, got {_describe(signal)}")
         if signal.numel() and (int(signal.min()) < 0 or int(signal.max()) >= self.num_nodes):
             raise ValueError(
@@ -272,7 +277,12 @@ class NodePieceTokenizer(BaseTokenizer):
                 that is no known node's hash.
         """
         length = self.tokens_per_node
-        if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.dtype == torch.bool:
+        if (
+            not isinstance(indices, Tensor)
+            or indices.is_floating_point()
+            or indices.is_complex()
+            or indices.dtype == torch.bool
+        ):
             raise ValueError(f"NodePieceTokenizer.decode expects integer ids, got {_describe(indices)}")
         if indices.ndim < 1 or indices.shape[-1] != length:
             raise ValueError(f"NodePieceTokenizer.decode expects ids (..., {length}), got {tuple(indices.shape)}")

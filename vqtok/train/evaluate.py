@@ -1,13 +1,13 @@
 """Evaluation of a trained tokenizer over a data set: fidelity, codebook health and rate.
 
-Fidelity metrics depend on the modality; each family names its ``modality`` and :data:`MODALITIES` maps it to
-a per-example metric function and the bits per raw value used for the compression ratio.
+Fidelity metrics depend on the modality: each family names its ``modality`` and the registered descriptor
+(:mod:`vqtok.modalities`) gives the per-example metric function and the bits per raw value used for the
+compression ratio. Tokenizers of no registered modality get the modality-free metrics only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -15,34 +15,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics import code_counts
-from ..metrics.audio import audio_metrics, speech_metrics, streaming_rtf
-from ..metrics.image import image_metrics
-from ..metrics.timeseries import timeseries_metrics
+from ..modalities import find_modality
 from ..tokenizers import BaseTokenizer
 from .trainer import collate
 
-__all__ = ["EvalResult", "MODALITIES", "Modality", "evaluate"]
-
-
-@dataclass(frozen=True)
-class Modality:
-    """How to score one modality.
-
-    Attributes:
-        metrics: ``(recon, target) -> {name: (B,) tensor}``.
-        raw_bits_per_value: Bits of one raw sample value (8 for uint8 pixels), for the compression ratio.
-    """
-
-    metrics: Callable[[Tensor, Tensor], dict[str, Tensor]]
-    raw_bits_per_value: float
-
-
-MODALITIES: dict[str, Modality] = {
-    "image": Modality(image_metrics, 8.0),
-    # 16-bit PCM; float32 sensor/action values.
-    "audio": Modality(audio_metrics, 16.0),
-    "timeseries": Modality(timeseries_metrics, 32.0),
-}
+__all__ = ["EvalResult", "evaluate"]
 
 
 @dataclass
@@ -86,7 +63,11 @@ def evaluate(
         An :class:`EvalResult` whose ``metrics`` hold ``<metric>`` means, ``mse``, ``usage``, ``perplexity``,
         ``tokens_per_example``, ``bits_per_token``, ``bits_per_example``, ``compression_ratio``, ``examples``.
     """
-    modality = MODALITIES.get(model.modality)
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(f"max_examples must be >= 1 (or None for all), got {max_examples}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    modality = find_modality(model.modality)
     was_training = model.training
     model.eval().to(device)
     n = len(dataset) if max_examples is None else min(len(dataset), max_examples)  # type: ignore[arg-type]
@@ -122,15 +103,17 @@ def evaluate(
             except ValueError:
                 counts = None
         per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
-        if modality is not None:
+        if modality is not None and modality.metrics is not None:
             per.update(modality.metrics(recon, signal))
-        rate = getattr(getattr(model, "config", None), "sample_rate", None)
-        if model.modality == "audio" and rate:
-            per.update(speech_metrics(recon, signal, rate))
+        undefined_ok: set[str] = set()
+        if modality is not None and modality.model_metrics is not None:
+            extra = modality.model_metrics(model, recon, signal)
+            per.update(extra)
+            undefined_ok.update(extra)
         for k, v in per.items():
-            # PESQ is NaN on silent clips: such examples are left out of its mean (and only of its mean, so a
-            # diverged model still shows NaN everywhere else).
-            valid = torch.isfinite(v.double()) if k.startswith("pesq") else torch.ones(v.shape, dtype=torch.bool)
+            # Model-aware metrics are NaN where undefined (PESQ of a silent clip): such examples are left out of
+            # that metric's mean only, so a diverged model still shows NaN in every other metric.
+            valid = torch.isfinite(v.double()) if k in undefined_ok else torch.ones(v.shape, dtype=torch.bool)
             sums[k] = sums.get(k, 0.0) + float(v.double()[valid].sum())
             valid_counts[k] = valid_counts.get(k, 0) + int(valid.sum())
         seen += b
@@ -138,9 +121,11 @@ def evaluate(
             originals.append(signal.cpu())
             recons.append(recon.float().cpu())
     model.train(was_training)
+    if seen == 0:
+        raise ValueError("the data set has no examples to evaluate")
     metrics = {k: v / valid_counts[k] if valid_counts[k] else float("nan") for k, v in sums.items()}
-    if model.modality == "audio":
-        metrics.update(_audio_rate_metrics(model))
+    if modality is not None and modality.model_summary is not None:
+        metrics.update(modality.model_summary(model))
     metrics["examples"] = float(seen)
     if counts is not None and counts.sum() > 0:
         p = counts[counts > 0] / counts.sum()
@@ -152,7 +137,7 @@ def evaluate(
     metrics["tokens_per_example"] = float(tokens_per_example)
     metrics["bits_per_token"] = float(model.bits_per_token)
     metrics["bits_per_example"] = float(tokens_per_example * model.bits_per_token)
-    if modality is not None and metrics["bits_per_example"] > 0:
+    if modality is not None and modality.raw_bits_per_value and metrics["bits_per_example"] > 0:
         metrics["compression_ratio"] = raw_values * modality.raw_bits_per_value / metrics["bits_per_example"]
     return EvalResult(
         metrics=metrics,
@@ -160,21 +145,3 @@ def evaluate(
         originals=torch.cat(originals)[:keep_examples] if originals else torch.empty(0),
         recons=torch.cat(recons)[:keep_examples] if recons else torch.empty(0),
     )
-
-
-def _audio_rate_metrics(model: BaseTokenizer) -> dict[str, float]:
-    """Bitrate, algorithmic latency and (causal codecs) the one-thread streaming real-time factor."""
-    out: dict[str, float] = {}
-    if hasattr(model, "bitrate_kbps"):
-        out["bitrate_kbps"] = float(model.bitrate_kbps())
-    latency = getattr(model, "algorithmic_latency_ms", None)
-    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-    if latency is not None and on_cpu:
-        out["algorithmic_latency_ms"] = float(latency)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            out["stream_rtf_1thread"] = streaming_rtf(model, model.config.sample_rate, seconds=2.0)
-        finally:
-            torch.set_num_threads(threads)
-    return out

@@ -9,8 +9,8 @@ Example:
 """
 
 from .base import VectorCodec as VectorCodec
-from .base import load as load
-from .base import save as save
+from .io import load as load
+from .io import save as save
 from .lsq import LSQ as LSQ
 from .opq import OPQ as OPQ
 from .packing import code_size as code_size

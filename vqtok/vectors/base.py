@@ -16,25 +16,26 @@ the indices is stored).
 
 from __future__ import annotations
 
-import inspect
-import json
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .packing import code_size, pack_indices, unpack_indices
 
-__all__ = ["VectorCodec", "load", "save"]
+__all__ = ["VectorCodec", "codec_class"]
 
-_FORMAT = "vqtok.vectors/1"
 _REGISTRY: dict[str, type[VectorCodec]] = {}
+# |x|^2 summed over D coordinates must stay below float32's max (3.4e38) for every distance computed in fit.
+_MAX_SQUARED_NORM = 1e37
+
+
+def codec_class(name: str) -> type[VectorCodec] | None:
+    """The codec class registered under ``name`` (``"PQ"``, ``"OPQ"``, ``"RQ"``, ``"LSQ"``), or ``None``."""
+    return _REGISTRY.get(name)
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -103,9 +104,16 @@ class VectorCodec(ABC):
             ``self``.
 
         Raises:
-            ValueError: On a wrong shape, NaN/Inf, or fewer training vectors than codebook entries.
+            ValueError: On a wrong shape, NaN/Inf, values so large that squared distances overflow float32, or
+                fewer training vectors than codebook entries.
         """
         x = self._check(x)
+        peak = float(x.abs().max()) if x.numel() else 0.0
+        if peak * peak * self.dim > _MAX_SQUARED_NORM:
+            raise ValueError(
+                f"{type(self).__name__}.fit: training vectors reach {peak:.3g} per coordinate, so squared distances "
+                f"overflow float32; rescale the vectors (e.g. divide by their largest norm) before fitting"
+            )
         if x.shape[0] < self.codebook_size:
             raise ValueError(
                 f"{type(self).__name__} with codebook_size={self.codebook_size} needs at least that many training "
@@ -176,6 +184,48 @@ class VectorCodec(ABC):
         self._require_fitted()
         return self._lut(self._check(queries))
 
+    @torch.no_grad()
+    def inner_product_tables(self, queries: Tensor | np.ndarray) -> Tensor:
+        """Inner-product tables: ``<q, decode(i)> = sum_m table[:, m, i_m]``.
+
+        Args:
+            queries: ``(Q, D)``.
+
+        Returns:
+            ``(Q, M, K)`` float32.
+        """
+        self._require_fitted()
+        return self._ip_lut(self._check(queries))
+
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no inner-product tables")
+
+    # ----------------------------------------------------------------- state (for io and index)
+    def state_dict(self) -> dict[str, Tensor]:
+        """The fitted tensors by name (an unfitted codec returns zero tensors of the fitted shapes)."""
+        return dict(self._tensors())
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        """Installs fitted tensors (as returned by :meth:`state_dict`) and marks the codec fitted."""
+        self._load_tensors({k: v.to(self.device) for k, v in tensors.items()})
+        self.is_fitted = True
+
+    def config(self) -> dict[str, Any]:
+        """Constructor settings beyond ``dim``, ``num_codebooks``, ``codebook_bits``, ``seed`` (JSON-serializable)."""
+        return dict(self._config())
+
+    def require_fitted(self) -> None:
+        """Raises ``RuntimeError`` unless the codec is fitted."""
+        self._require_fitted()
+
+    def check_vectors(self, x: Tensor | np.ndarray) -> Tensor:
+        """``(N, D)`` float32 vectors on ``self.device``; ``ValueError`` on a wrong shape, dtype, NaN or Inf."""
+        return self._check(x)
+
+    def check_indices(self, indices: Tensor | np.ndarray) -> Tensor:
+        """``(N, M)`` int64 indices on ``self.device``; ``ValueError`` on a wrong shape, dtype or range."""
+        return self._check_indices(indices)
+
     # ----------------------------------------------------------------- subclass hooks
     @abstractmethod
     def _fit(self, x: Tensor) -> None: ...
@@ -232,82 +282,3 @@ class VectorCodec(ABC):
             f"{type(self).__name__}(dim={self.dim}, num_codebooks={self.num_codebooks}, "
             f"codebook_bits={self.codebook_bits}, code_size={self.code_size}B, fitted={self.is_fitted})"
         )
-
-
-def save(path: str | Path, codec: VectorCodec, indices: Tensor | None = None) -> None:
-    """Writes a fitted codec, and optionally bit-packed indices, to one safetensors file.
-
-    Parameters go in the safetensors metadata (JSON under the ``"vqtok"`` key), codebooks and
-    packed indices as tensors.
-
-    Args:
-        path: Destination file.
-        codec: A fitted codec.
-        indices: Optional ``(N, M)`` indices, stored packed as ``(N, code_size)`` uint8.
-    """
-    codec._require_fitted()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in codec._tensors().items()}
-    if indices is not None:
-        tensors["packed_indices"] = codec.pack(indices).contiguous()
-    meta = {
-        "format": _FORMAT,
-        "class": type(codec).__name__,
-        "dim": codec.dim,
-        "num_codebooks": codec.num_codebooks,
-        "codebook_bits": codec.codebook_bits,
-        "seed": codec.seed,
-        "config": codec._config(),
-    }
-    save_file(tensors, str(path), metadata={"vqtok": json.dumps(meta)})
-
-
-def load(path: str | Path, device: str | torch.device | None = None) -> tuple[VectorCodec, Tensor | None]:
-    """Reads a file written by :func:`save`.
-
-    Args:
-        path: Source file.
-        device: Device of the returned codec (CUDA when available if ``None``).
-
-    Returns:
-        ``(codec, indices)`` where ``indices`` is ``(N, M)`` int64 or ``None`` if none were saved.
-
-    Raises:
-        ValueError: If the file is corrupt, was not written by :func:`save`, or holds settings this version
-            does not know.
-        FileNotFoundError: If there is no file at ``path``.
-    """
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("vqtok")
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # safetensors raises its own error type for truncated or corrupt files
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
-    if raw is None:
-        raise ValueError(f"{path} has no vqtok metadata")
-    meta = json.loads(raw)
-    if meta.get("format") != _FORMAT or meta.get("class") not in _REGISTRY:
-        raise ValueError(f"{path}: unsupported format {meta.get('format')!r} / class {meta.get('class')!r}")
-    cls = _REGISTRY[meta["class"]]
-    known = set(inspect.signature(cls.__init__).parameters)
-    unknown = sorted(set(meta["config"]) - known)
-    if unknown:
-        raise ValueError(
-            f"{path}: {meta['class']} settings {unknown} are not known to this vqtok version (the file was written "
-            f"by a different one); refit the codec, or load it with the version that wrote it"
-        )
-    codec = cls(
-        meta["dim"],
-        meta["num_codebooks"],
-        meta["codebook_bits"],
-        seed=meta["seed"],
-        device=device,
-        progress=False,
-        **meta["config"],
-    )
-    tensors = load_file(str(path))
-    packed = tensors.pop("packed_indices", None)
-    codec._load_tensors({k: v.to(codec.device) for k, v in tensors.items()})
-    codec.is_fitted = True
-    indices = None if packed is None else codec.unpack(packed)
-    return codec, indices

@@ -26,9 +26,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..kernels.beam import decode_sum
+from ..kernels.beam import beam_search, decode_sum
 from ..kernels.local_search import ils_refine
-from ._beam import beam_encode
 from .rq import RQ, least_squares_codebooks
 
 __all__ = ["LSQ"]
@@ -112,7 +111,7 @@ class LSQ(RQ):
         g = torch.Generator(device=x.device).manual_seed(self.seed)
         std = x.std(0)
         start = self.codebooks
-        _, idx = beam_encode(x, start, self.encode_beam_width)
+        _, idx = beam_search(x, start, self.encode_beam_width, scoring="dense")
         start_error = float((x - decode_sum(start, idx)).square().sum())
         # Fixed from the residual start: re-estimating it each round feeds back (a shrunk codebook has a
         # smaller prior variance and a larger residual, so the next ridge is larger still).
@@ -147,7 +146,7 @@ class LSQ(RQ):
         return (self.ridge * sigma2 / tau2).reshape(1)
 
     def _encode(self, x: Tensor) -> Tensor:
-        _, idx = beam_encode(x, self.codebooks, self.encode_beam_width)
+        _, idx = beam_search(x, self.codebooks, self.encode_beam_width, scoring="dense")
         return ils_refine(x, self.codebooks, idx, self.encode_ils_iters, self.icm_sweeps, self.perturb, self.seed)[1]
 
     def _config(self) -> dict[str, Any]:

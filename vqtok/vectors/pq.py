@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..kernels import nearest
-from ._kmeans import kmeans
+from ..kernels.kmeans import kmeans
 from .base import VectorCodec
 
 __all__ = ["PQ"]
@@ -82,6 +82,9 @@ class PQ(VectorCodec):
         dots = torch.einsum("qmd,mkd->qmk", qs, self.codebooks)
         lut = (qs * qs).sum(-1, keepdim=True) - 2 * dots + (self.codebooks**2).sum(-1)[None]
         return lut, torch.zeros(queries.shape[0], device=queries.device)
+
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        return torch.einsum("qmd,mkd->qmk", self._split(queries), self.codebooks)
 
     def _tensors(self) -> dict[str, Tensor]:
         return {"codebooks": self.codebooks}

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..kernels.beam import decode_sum
-from ._beam import beam_encode, beam_step
-from ._kmeans import progressive_kmeans
+from ..kernels.beam import beam_search, beam_step, decode_sum
+from ..kernels.kmeans import progressive_kmeans
 from .base import VectorCodec
 
 __all__ = ["RQ", "least_squares_codebooks"]
@@ -70,7 +69,9 @@ def least_squares_codebooks(
     d = x.shape[1]
     if lam is None:
         lam = torch.full((m,), ridge * float(n * m) / (m * k), dtype=torch.float64, device=x.device)
-    lam = lam.to(device=x.device, dtype=torch.float64)
+    # A zero ridge (LSQ's adaptive one on data it fits exactly, e.g. identical vectors) leaves unused codes with
+    # all-zero rows in the normal equations; a floor far below any ridge in use keeps the system solvable.
+    lam = lam.to(device=x.device, dtype=torch.float64).clamp_min(1e-9 * float(n * m) / (m * k))
     xd = x.double()
     if m * k > _JOINT_MAX:
         return _block_codebooks(xd, indices, k, lam, init, block_passes)
@@ -170,7 +171,7 @@ class RQ(VectorCodec):
     def _refine(self, x: Tensor, iters: int, desc: str) -> None:
         """Alternates beam-search encoding and the joint least-squares codebook update."""
         for _ in tqdm(range(iters), desc=desc, disable=not self.progress):
-            _, idx = beam_encode(x, self.codebooks, self.encode_beam_width)
+            _, idx = beam_search(x, self.codebooks, self.encode_beam_width, scoring="dense")
             books = least_squares_codebooks(x, idx, self.codebook_size, init=self.codebooks)
             # Keep the update only if it lowers the training error (it can't with exact arithmetic, but
             # a near-singular solve could).
@@ -178,7 +179,7 @@ class RQ(VectorCodec):
                 self.codebooks = books
 
     def _encode(self, x: Tensor) -> Tensor:
-        return beam_encode(x, self.codebooks, self.encode_beam_width)[1]
+        return beam_search(x, self.codebooks, self.encode_beam_width, scoring="dense")[1]
 
     def _decode(self, indices: Tensor) -> Tensor:
         return decode_sum(self.codebooks, indices)
@@ -187,6 +188,9 @@ class RQ(VectorCodec):
         # ||q - sum_m c_m||^2 = ||q||^2 - 2 sum_m q.c_m + ||x_hat||^2; the last term is added per database vector.
         lut = -2 * torch.einsum("qd,mkd->qmk", queries, self.codebooks)
         return lut, (queries * queries).sum(-1)
+
+    def _ip_lut(self, queries: Tensor) -> Tensor:
+        return torch.einsum("qd,mkd->qmk", queries, self.codebooks)
 
     def _tensors(self) -> dict[str, Tensor]:
         return {"codebooks": self.codebooks}

@@ -245,9 +245,11 @@ class MultimodalVocab:
         """Encodes interleaved text and media into one id sequence.
 
         Args:
-            parts: Strings, single-example signals without the batch dimension (e.g. an image ``(C, H, W)``),
-                ``(modality, signal)`` tuples when a bare tensor fits several modalities, or
-                :class:`MediaSegment` indices that were tokenized already.
+            parts: Strings, ``(modality, signal)`` tuples of single-example signals without the batch
+                dimension (e.g. an image ``(C, H, W)``), :class:`MediaSegment` indices that were tokenized
+                already, or bare signal tensors. A named modality is used as given (its tokenizer checks the
+                signal; shapes are never compared with other modalities). Only a bare tensor is matched by
+                shape: it must fit exactly one modality's tokenizer.
             bos: Prepend ``<bos>``.
             eos: Append ``<eos>``.
 
@@ -287,9 +289,14 @@ class MultimodalVocab:
             int64 ids ``(N,)``.
         """
         tok = self.tokenizers[self._layout(modality).name]
+        if not isinstance(signal, Tensor):
+            raise ValueError(f"modality {modality!r}: expected a signal tensor, got {type(signal).__name__}")
         param = next(tok.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        indices = tok.encode(signal[None].to(device))[0].cpu()
+        try:
+            indices = tok.encode(signal[None].to(device))[0].cpu()
+        except ValueError as err:
+            raise ValueError(f"modality {modality!r}: {err}") from err
         return self.encode_indices(modality, indices)
 
     def encode_indices(self, modality: str, indices: Tensor) -> Tensor:

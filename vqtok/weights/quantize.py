@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..vectors._kmeans import assign, kmeans
+from ..kernels.kmeans import assign, kmeans
 from .finetune import finetune_quantized, run_batch
 from .vq_linear import VQLinear
 
