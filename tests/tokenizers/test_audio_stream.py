@@ -110,6 +110,13 @@ def test_noncausal_refuses_to_stream_and_keeps_its_keys(tmp_path) -> None:
     assert torch.equal(loaded.encode(x), model.encode(x))
 
 
+def test_other_float_dtypes_are_cast() -> None:
+    x = _speechy(1, 50, seed=9)
+    assert torch.equal(MODEL.encode(x.double()), MODEL.encode(x))
+    assert torch.equal(torch.cat(list(MODEL.encode_stream(x.double().split(7, dim=-1))), dim=1), MODEL.encode(x))
+    assert MODEL(x.double()).recon.dtype == torch.float32
+
+
 def test_empty_stream_and_empty_chunks() -> None:
     with pytest.raises(ValueError, match="empty stream"):
         list(MODEL.encode_stream([]))

@@ -198,6 +198,7 @@ class AudioTokenizer(Tokenizer):
         """As :meth:`Tokenizer.forward`; ``recon`` is cropped back to the input length ``T`` *before* the losses, so
         they (and the gradients a GAN balancer compares on ``recon``) cover the real samples only."""
         self.check_signal(signal)
+        signal = self._cast_signal(signal)  # fp16/bf16/fp64 to the parameters' dtype, as the base class does
         qout = self.quantizer(self._encode_latents(signal), mask=mask)
         recon = self._decode_latents(qout.quantized)[..., : signal.shape[-1]]
         rec_loss, losses = self._reconstruction_losses(signal, recon)
@@ -253,10 +254,12 @@ class AudioTokenizer(Tokenizer):
         """
         self._check_streamable()
         cache: StreamCache = {}
+        param = next(self.parameters())
         pending: Tensor | None = None
         for chunk in chunks:
             if not (isinstance(chunk, Tensor) and chunk.ndim == 3 and chunk.shape[-1] == 0):
                 self.check_signal(chunk)
+            chunk = chunk.to(param.dtype)
             if pending is not None and chunk.shape[:2] != pending.shape[:2]:
                 raise ValueError(f"chunks must keep (B, C) = {tuple(pending.shape[:2])}, got {tuple(chunk.shape)}")
             pending = chunk if pending is None else torch.cat([pending, chunk], dim=-1)

@@ -39,7 +39,7 @@ def check_waveform(signal: Any, channels: int, name: str = "signal") -> None:
         raise ValueError(f"{name} must be a torch.Tensor (B, {channels}, T); convert with to_waveform()")
     if not signal.is_floating_point():
         raise ValueError(
-            f"{name} has dtype {signal.dtype}; the codec takes float waveforms in [-1, 1] "
+            f"{name} has dtype {signal.dtype}; the codec takes floating point waveforms in [-1, 1] "
             "(int16 PCM: divide by 32768, or use vqtok.tokenizers.audio_input.to_waveform)"
         )
     if signal.ndim != 3 or signal.shape[1] != channels:
