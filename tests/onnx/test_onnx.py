@@ -26,6 +26,7 @@ TINY = {
     "audio": {"channels": 4, "strides": (2, 4), "res_dilations": (1,),
               "quantizer_kwargs": {"dim": 8, "codebook_size": 16, "num_levels": 3}},
     "action": {"channels": 3, "chunk_size": 8, "tokens_per_chunk": 2, "width": 16},
+    "video": {"in_channels": 1, "channels": (4, 8, 8), "quantizer_kwargs": {"levels": (5, 5, 5)}},
 }  # fmt: skip
 # Fitted families (FAST's BPE, NodePiece's tables) are not neural networks and have no export_onnx.
 BUILTIN = sorted(

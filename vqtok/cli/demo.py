@@ -22,8 +22,13 @@ def default_config_path() -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train and evaluate the default Fashion-MNIST demo on the CPU")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the demo config")
+    p = sub.add_parser("demo", help="train and evaluate the default Fashion-MNIST demo (or `demo video`) on the CPU")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides of the demo config; a leading `video` runs the video demo",
+    )
     p.add_argument("--config", default=None, help="config file (default: configs/fashion_mnist_vq.yaml)")
     p.add_argument("-f", "--force", action="store_true", help="retrain even if the run directory has a model")
     p.add_argument("--no-progress", action="store_true")
@@ -66,6 +71,10 @@ def _load_average() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.overrides and args.overrides[0] == "video":
+        from .demo_video import run_video
+
+        return run_video(args, args.overrides[1:])
     import torch
 
     from ..data import create_dataset

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a tokenizer from a YAML/JSON config",
         description="Train a tokenizer. Overrides use dotted keys, e.g. steps=2000 model.quantizer_kwargs.dim=32; "
-        "unknown keys are rejected. Launch with `torchrun --nproc_per_node N -m vqtok.cli train ...` for DDP.",
+        "unknown keys are rejected. Your own data: data.path=FOLDER (images or audio), a .npy/.npz/.parquet file, a "
+        "saved Hugging Face data set or tar shards such as 'shard-{000..099}.tar' (see docs/data.md). Launch with "
+        "`torchrun --nproc_per_node N -m vqtok.cli train ...` for DDP.",
     )
     p.add_argument("config", help="YAML or JSON config file (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")

@@ -15,7 +15,7 @@ from torch.utils.data import Sampler
 __all__ = ["StepBatchSampler"]
 
 
-class StepBatchSampler(Sampler[list[int]]):
+class StepBatchSampler(Sampler[list]):
     """Yields index lists for steps ``start_step, start_step + 1, ...`` up to ``total_steps``.
 
     Args:
@@ -26,6 +26,8 @@ class StepBatchSampler(Sampler[list[int]]):
         start_step: First step to yield (the resume position).
         rank: This process's rank.
         world_size: Number of ranks; must divide ``global_batch_size``.
+        with_step: Yield ``(index, step)`` pairs instead of indices, so a data set can seed per-example random
+            transforms by position (the same after a resume, in any worker).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class StepBatchSampler(Sampler[list[int]]):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        with_step: bool = False,
     ) -> None:
         if global_batch_size % world_size:
             raise ValueError(f"batch size {global_batch_size} is not divisible by world size {world_size}")
@@ -49,6 +52,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self.start_step = start_step
         self.rank = rank
         self.world_size = world_size
+        self.with_step = with_step
         self.steps_per_epoch = num_examples // global_batch_size
 
     def __len__(self) -> int:
@@ -61,7 +65,7 @@ class StepBatchSampler(Sampler[list[int]]):
         batch = perm[pos * self.global_batch_size : (pos + 1) * self.global_batch_size]
         return batch[self.rank :: self.world_size].tolist()
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         cached_epoch, perm = -1, None
         for step in range(self.start_step, self.total_steps):
             epoch, pos = divmod(step, self.steps_per_epoch)
@@ -70,4 +74,5 @@ class StepBatchSampler(Sampler[list[int]]):
                 cached_epoch = epoch
             assert perm is not None
             batch = perm[pos * self.global_batch_size : (pos + 1) * self.global_batch_size]
-            yield batch[self.rank :: self.world_size].tolist()
+            mine = batch[self.rank :: self.world_size].tolist()
+            yield [(i, step) for i in mine] if self.with_step else mine

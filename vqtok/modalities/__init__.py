@@ -1,7 +1,7 @@
 """Modality descriptors: file readers, value rules, fidelity metrics and report panels per kind of signal.
 
 ``get_modality(tokenizer.modality)`` gives the :class:`Modality` of a tokenizer; ``register_modality`` adds
-one. Importing this package registers ``image``, ``audio``, ``timeseries`` and ``graph``.
+one. Importing this package registers ``image``, ``audio``, ``timeseries``, ``graph`` and ``video``.
 """
 
 from ._arrays import load_npy as load_npy
@@ -23,6 +23,8 @@ from .graph import GRAPH as GRAPH
 from .image import IMAGE as IMAGE
 from .image import read_image as read_image
 from .timeseries import TIMESERIES as TIMESERIES
+from .video import VIDEO as VIDEO
+from .video import read_video as read_video
 
 __all__ = [
     "AUDIO",
@@ -32,6 +34,7 @@ __all__ = [
     "Panel",
     "ReadOptions",
     "TIMESERIES",
+    "VIDEO",
     "batch_from_array",
     "find_modality",
     "get_modality",
@@ -39,6 +42,7 @@ __all__ = [
     "load_npy",
     "modality_for_suffix",
     "read_image",
+    "read_video",
     "read_wav",
     "register_modality",
 ]

@@ -103,6 +103,10 @@ def scale_integers_and_check_floats(
                 f"{source}: integer dtype {name} has no defined scale here; convert it to one of: {accepted}"
             )
         offset, scale = integer_scales[name]
+        if offset == 0 and arr.dtype.itemsize <= 2:
+            # 8/16-bit values are exact in float32 and IEEE division rounds correctly, so this equals the float64
+            # path bit for bit (checked for every uint8/uint16 value) at half the cost per decoded image.
+            return torch.from_numpy(np.asarray(arr, dtype=np.float32) / np.float32(scale))
         return torch.from_numpy(np.asarray((np.asarray(arr, dtype=np.float64) - offset) / scale)).float()
     x = np.asarray(arr, dtype=np.float64) if arr.dtype.itemsize > 4 else np.asarray(arr)
     if x.size and not np.isfinite(x).all():

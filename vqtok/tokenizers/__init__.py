@@ -26,6 +26,8 @@ from .image2d import Image2dConfig as Image2dConfig
 from .image2d import Image2dTokenizer as Image2dTokenizer
 from .nodepiece import NodePieceConfig as NodePieceConfig
 from .nodepiece import NodePieceTokenizer as NodePieceTokenizer
+from .video import VideoConfig as VideoConfig
+from .video import VideoTokenizer as VideoTokenizer
 
 
 def from_pretrained(source: str, map_location: str = "cpu") -> Tokenizer:
@@ -58,4 +60,6 @@ __all__ = [
     "list_tokenizers",
     "register_tokenizer",
     "tokenizer_class",
+    "VideoConfig",
+    "VideoTokenizer",
 ]

@@ -75,6 +75,10 @@ def example_signal(tokenizer: Tokenizer, batch: int = 2, seed: int = 0) -> Tenso
             side = getattr(tokenizer, "image_size", None) or 4 * int(getattr(cfg, "downsample", 4))
             size = (side, side)
         return torch.rand(batch, channels, *size, generator=g)
+    if tokenizer.modality == "video":
+        frames = int(cfg.frames) or 1 + int(cfg.temporal_downsample)
+        side = 2 * int(cfg.downsample)
+        return torch.rand(batch, channels, frames, side, side, generator=g)
     if tokenizer.modality == "audio":
         return 0.1 * torch.randn(batch, channels, 4 * int(getattr(tokenizer, "hop", 320)), generator=g)
     if hasattr(cfg, "chunk_size"):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..layers import PatchDiscriminator2d
+from ..layers import PatchDiscriminator2d, PatchDiscriminator3d
 from ..layers.audio_discriminators import AudioDiscriminator, feature_matching_loss
 from .losses import GAN_LOSSES
 
@@ -52,6 +52,11 @@ def _audio_discriminator(config: Any, settings: AdversarialSettings) -> nn.Modul
     periods = tuple(getattr(config, "disc_periods", (2, 3, 5, 7, 11)))
     fft_sizes = tuple(getattr(config, "disc_fft_sizes", (256, 512, 1024)))
     return AudioDiscriminator(periods, fft_sizes, settings.disc_channels, settings.disc_layers)
+
+
+@register_discriminator("video")
+def _patch_discriminator3d(config: Any, settings: AdversarialSettings) -> nn.Module:
+    return PatchDiscriminator3d(config.in_channels, settings.disc_channels, settings.disc_layers)
 
 
 @dataclass(frozen=True)

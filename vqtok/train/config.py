@@ -21,19 +21,42 @@ __all__ = ["DataConfig", "OptimConfig", "TrainConfig", "load_config"]
 
 @dataclass
 class DataConfig:
-    """Which data set to train on.
+    """Which data set to train on: a built-in one by ``name``, or your own by ``path`` (see docs/data.md).
 
     Attributes:
-        name: Registered data set (see :func:`vqtok.data.list_datasets`).
-        split: ``"train"`` or ``"test"``.
+        name: Registered data set (see :func:`vqtok.data.list_datasets`); ignored when ``path`` is set.
+        split: ``"train"`` or ``"test"`` (also the split of a saved Hugging Face ``DatasetDict``).
         kwargs: Extra arguments of the data set factory.
         num_workers: ``DataLoader`` worker processes; 0 loads in the training process.
+        path: Your own data: a folder of images or audio files, ``.npy``/``.npz``, Parquet, a folder saved by
+            Hugging Face ``datasets``, or ``.tar`` shards (local or any ``fsspec`` URL, ``{000..099}`` ranges).
+        column: Parquet/HF column, ``.npz`` array or tar member extension holding the signal (``None``: guessed).
+        transform: Images: ``random_resized_crop``, ``center_crop``, ``resize`` or ``none`` (same size only).
+        crop_scale: Area fraction range of the random resized crop.
+        segment_seconds: Audio crop length (``None``: ``kwargs.segment_seconds``, else 1 s).
+        channel: Audio: keep this file channel instead of mixing down to the model's channels.
+        max_bad_fraction: Unreadable examples are skipped with a warning; more than this fraction stops the run.
+        shuffle_buffer: Samples each shard reader shuffles over.
     """
 
     name: str = "fashion_mnist"
     split: str = "train"
     kwargs: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
+    path: str | None = None
+    column: str | None = None
+    transform: str = "random_resized_crop"
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    segment_seconds: float | None = None
+    channel: int | None = None
+    max_bad_fraction: float = 0.01
+    shuffle_buffer: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"data.max_bad_fraction must lie in [0, 1], got {self.max_bad_fraction}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass

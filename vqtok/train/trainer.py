@@ -41,11 +41,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from .._dist import DistInfo, all_gather_objects, setup_distributed, teardown_distributed
 from .._io import atomic_open
-from ..data import StepBatchSampler, create_dataset
 from ..metrics import CodebookUsage
 from ..quantizers.base import NonFiniteError
 from ..tokenizers import Tokenizer, create_tokenizer
@@ -53,6 +51,7 @@ from ..version import __version__
 from .adversarial import Adversary, build_adversary
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
+from .data import TrainData
 from .nonfinite import NonFiniteGuard, agreed_finite
 
 __all__ = ["StepResult", "Trainer", "TrainResult", "collate", "seed_everything"]
@@ -144,7 +143,8 @@ def _lr_lambda(cfg: TrainConfig) -> Any:
 
 
 class Trainer:
-    """Trains ``create_tokenizer(cfg.tokenizer, **cfg.model)`` on ``create_dataset(cfg.data.name)``.
+    """Trains ``create_tokenizer(cfg.tokenizer, **cfg.model)`` on ``create_dataset(cfg.data.name)`` or ``data.path``
+    (:class:`vqtok.train.data.TrainData`).
 
     Args:
         config: The resolved training config.
@@ -223,6 +223,8 @@ class Trainer:
     # -------------------------------------------------------------------------------- checkpoints
     def _checkpoint_state(self, info: DistInfo) -> dict[str, Any] | None:
         rngs = all_gather_objects(_rng_state())
+        data = getattr(self, "data", None)
+        data_states = all_gather_objects(data.state() if data is not None else None)
         if not info.is_main:
             return None
         state: dict[str, Any] = {
@@ -232,6 +234,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             "rng": rngs,
             "world_size": info.world_size,
+            "data": data_states,
             "config": self.cfg.to_dict(),
             "vqtok_version": __version__,
         }
@@ -263,6 +266,7 @@ class Trainer:
             self.disc.load_state_dict(state["discriminator"])
             self.disc_opt.load_state_dict(state["disc_optimizer"])
         self.step = int(state["step"])
+        self._saved_data = state.get("data")
         rngs = state["rng"]
         if len(rngs) == info.world_size:
             _set_rng_state(rngs[info.rank])
@@ -303,22 +307,9 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------- loop
     def _batches(self, info: DistInfo) -> Iterator[Any]:
-        cfg = self.cfg
-        dataset = create_dataset(cfg.data.name, cfg.data.split, **cfg.data.kwargs)
-        sampler = StepBatchSampler(
-            len(dataset), cfg.batch_size, cfg.steps, cfg.seed, self.step, info.rank, info.world_size
-        )
-        # An explicit generator: otherwise creating the iterator draws from the global RNG, and a resumed
-        # run would draw at a different point of the stream than an uninterrupted one.
-        loader = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=cfg.data.num_workers,
-            collate_fn=collate,
-            pin_memory=info.device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        return iter(loader)
+        # The data position (batches drawn, or each shard reader's place) is restored from the checkpoint.
+        self.data = TrainData(self.cfg, info, self.step, getattr(self, "_saved_data", None))
+        return iter(self.data)
 
     def fit(self, until_step: int | None = None) -> TrainResult:
         """Runs the loop until ``cfg.steps`` (or ``until_step``, for time-boxed runs and resume tests).
@@ -372,6 +363,7 @@ class Trainer:
                 count += 1
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == end:
+                self.data.check_bad_data()
                 last = self._reduce_logs(info, sums, count, meter)
                 last.update(step=self.step, lr=self.sched.get_last_lr()[0], time=time.perf_counter() - t0)
                 last.update(nonfinite_steps=self.nonfinite.total)
