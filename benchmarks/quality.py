@@ -6,7 +6,8 @@ optimizer for both libraries, and reports test MSE and test-set codebook usage s
 
 Only sizes are set (latent width, codebook size, levels); every other option is each library's
 default, so the comparison is of what a user gets out of the box. Usage of multi-index quantizers
-(RVQ levels) is the per-level usage averaged over levels.
+(residual levels) is the per-level usage averaged over levels. The residual FSQ/LFQ rows compare
+``residual_fsq``/``residual_lfq`` with the peer's ``ResidualFSQ``/``ResidualLFQ`` (3 levels each).
 
 Run (about a minute per row on two cores)::
 
@@ -60,6 +61,11 @@ def _vqp_lfq(q: nn.Module, latents: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return quantized.reshape(latents.shape), indices.reshape(latents.shape[:-1]), aux_loss.sum()
 
 
+def _vqp_residual_fsq(q: nn.Module, latents: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    quantized, indices = q(_seq(latents))  # indices (B, N, L)
+    return quantized.reshape(latents.shape), indices.reshape(*latents.shape[:-1], -1), latents.new_zeros(())
+
+
 # ------------------------------------------------------------------------------------------ pairs
 # name -> (latent dim, codes per index entry, vqtok factory, vqp factory, vqp adapter)
 Pair = tuple[int, int, Callable[[], nn.Module], Callable[[], nn.Module], Callable[..., Any]]
@@ -97,6 +103,20 @@ def _pairs() -> dict[str, Pair]:
             lambda: vqp.LFQ(codebook_size=1024),
             _vqp_lfq,
         ),
+        "residual_fsq": (
+            4,
+            1000,
+            lambda: vqtok.create_quantizer("residual_fsq", levels=(8, 5, 5, 5), num_levels=3),
+            lambda: vqp.ResidualFSQ(levels=[8, 5, 5, 5], num_quantizers=3, dim=4),
+            _vqp_residual_fsq,
+        ),
+        "residual_lfq": (
+            10,
+            1024,
+            lambda: vqtok.create_quantizer("residual_lfq", codebook_size=1024, num_levels=3),
+            lambda: vqp.ResidualLFQ(dim=10, codebook_size=1024, num_quantizers=3),
+            _vqp_rvq,
+        ),
     }
 
 
@@ -124,7 +144,7 @@ def _summary(runs: list[dict]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--names", nargs="+", default=["vq", "rvq", "fsq", "lfq"])
+    parser.add_argument("--names", nargs="+", default=["vq", "rvq", "fsq", "lfq", "residual_fsq", "residual_lfq"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -153,7 +173,7 @@ def main() -> None:
         }
         o, p = rows[name]["vqtok"], rows[name]["vqp"]
         print(
-            f"{name:4s} V={size:<5d} vqtok mse {o['test_mse']:.5f} usage {o['usage']:6.1%} | "
+            f"{name:12s} V={size:<5d} vqtok mse {o['test_mse']:.5f} usage {o['usage']:6.1%} | "
             f"vqp mse {p['test_mse']:.5f} usage {p['usage']:6.1%}",
             flush=True,
         )

@@ -71,3 +71,46 @@ def id_shards(folder: Path, num_shards: int, per_shard: int, size: int = 8) -> l
                 sid += 1
         out.append(path)
     return out
+
+
+def mp4_bytes(frames: np.ndarray, fps: int = 8) -> bytes:
+    """An MP4 (MPEG-4 part 2, yuv420p) of ``(T, H, W, 3)`` uint8 frames, encoded by PyAV in memory."""
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        container.mux(stream.encode())
+    return buf.getvalue()
+
+
+def gif_bytes(frames: np.ndarray) -> bytes:
+    """An animated GIF of ``(T, H, W, 3)`` uint8 frames (Pillow)."""
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+def clips(folder: Path, n: int = 4, frames: int = 12, size: tuple[int, int] = (24, 32), seed: int = 0) -> list[Path]:
+    """``n`` MP4 clips of a bright square moving over a dark background (varying length and size per clip)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        t, (h, w) = frames + i, (size[0] + 8 * (i % 2), size[1])
+        x = np.full((t, h, w, 3), 30, np.uint8)
+        for j in range(t):
+            top, left = (2 * j) % (h - 6), (3 * j + int(rng.integers(0, 4))) % (w - 6)
+            x[j, top : top + 6, left : left + 6] = 220
+        path = folder / f"clip{i}.mp4"
+        path.write_bytes(mp4_bytes(x))
+        out.append(path)
+    return out

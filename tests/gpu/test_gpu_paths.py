@@ -205,6 +205,8 @@ class _OnDevice(nn.Module):
         self.device = device
         self.dim, self.codebook_size, self.index_shape = inner.dim, inner.codebook_size, inner.index_shape
         self.has_learned_codebook = inner.has_learned_codebook
+        # Class-level flags the contract reads (token-wise masking; channels-first layout).
+        self.token_wise, self.channel_first = inner.token_wise, inner.channel_first
 
     @property
     def bits_per_token(self) -> float:

@@ -17,7 +17,7 @@ LFQ_CONFIGS = [
     for dim, scale, entropy in itertools.product([None, 7], [1.0, 0.5], ["factorized", "exact"])
 ]
 GROUP_CONFIGS = [
-    {"codebook_size": 8, "num_codebooks": k, "dim": dim, "entropy": entropy}
+    {"codebook_size": 8, "num_groups": k, "dim": dim, "entropy": entropy}
     for k, dim, entropy in itertools.product([1, 3], [None, 5], ["factorized", "exact"])
 ]
 
@@ -35,7 +35,7 @@ def test_lfq_contract(cfg):
 @pytest.mark.parametrize("cfg", GROUP_CONFIGS, ids=str)
 def test_group_lfq_contract(cfg):
     q = build(GroupLFQ, **cfg)
-    assert q.index_shape == (cfg["num_codebooks"],) and q.codebook_size == 8
+    assert q.index_shape == (cfg["num_groups"],) and q.codebook_size == 8
     assert_quantizer_contract(q, build(GroupLFQ, **cfg))
 
 
@@ -49,7 +49,7 @@ def test_index_is_the_binary_number_of_the_signs():
     assert torch.unique(codes, dim=0).shape[0] == 16
     assert torch.equal(q.encode(codes), torch.arange(16))
 
-    g = GroupLFQ(codebook_size=4, num_codebooks=2)
+    g = GroupLFQ(codebook_size=4, num_groups=2)
     assert g.encode(torch.tensor([[1.0, -1.0, -1.0, 1.0]])).tolist() == [[1, 2]]
 
 
@@ -69,7 +69,7 @@ def _independent_bit_latents(bits: int) -> torch.Tensor:
     return torch.where(on, per_bit[:, 0], per_bit[:, 1])
 
 
-SIX_BITS = [(LFQ, {"codebook_size": 64}), (GroupLFQ, {"codebook_size": 8, "num_codebooks": 2})]
+SIX_BITS = [(LFQ, {"codebook_size": 64}), (GroupLFQ, {"codebook_size": 8, "num_groups": 2})]
 
 
 @pytest.mark.parametrize("cls, cfg", SIX_BITS, ids=["lfq", "group_lfq"])
@@ -84,12 +84,24 @@ def test_factorized_and_exact_agree_when_bits_are_independent(cls, cfg):
     assert factorized(y).losses["codebook_entropy"] > exact(y).losses["codebook_entropy"]
 
 
-def test_group_exact_entropy_sums_the_groups():
-    q = GroupLFQ(codebook_size=16, num_codebooks=3, entropy="exact", temperature=0.5)
+def test_group_exact_entropy_averages_the_groups():
+    # Group losses are averaged (vqtok/quantizers/_compose.py); each group's own term is kept too.
+    q = GroupLFQ(codebook_size=16, num_groups=3, entropy="exact", temperature=0.5)
     x = make_latents(q, 100)
     logits = (x * 4 / 0.5).reshape(100, 3, 4)
-    expected = sum(exact_codebook_entropy(logits[:, g]) for g in range(3))
-    torch.testing.assert_close(q(x).losses["codebook_entropy"], expected)
+    per_group = [exact_codebook_entropy(logits[:, g]) for g in range(3)]
+    out = q(x)
+    torch.testing.assert_close(out.losses["codebook_entropy"], sum(per_group) / 3)
+    for g in range(3):
+        torch.testing.assert_close(out.losses[f"group{g}/codebook_entropy"], per_group[g])
+
+
+def test_num_codebooks_is_a_deprecated_alias_of_num_groups():
+    with pytest.warns(FutureWarning, match="num_groups"):
+        old = GroupLFQ(codebook_size=8, num_codebooks=3)
+    assert old.index_shape == (3,) and old.num_groups == 3
+    with pytest.raises(ValueError, match="alias"):
+        GroupLFQ(codebook_size=8, num_groups=2, num_codebooks=3)
 
 
 @pytest.mark.parametrize("entropy", ["factorized", "exact"])
@@ -123,11 +135,11 @@ def test_entropy_is_fp32_under_bf16_autocast(entropy):
 
 def test_2_to_the_18_codes_fit():
     x = make_latents(LFQ(), 1024).requires_grad_(True)
-    for q in (LFQ(), LFQ(entropy="exact"), GroupLFQ(codebook_size=2**9, num_codebooks=2, entropy="exact")):
+    for q in (LFQ(), LFQ(entropy="exact"), GroupLFQ(codebook_size=2**9, num_groups=2, entropy="exact")):
         out = q.train()(x)
         out.loss.backward()
         assert torch.isfinite(out.loss) and out.indices.max() < q.codebook_size
-    assert LFQ().bits_per_token == 18 and GroupLFQ(codebook_size=2**9, num_codebooks=2).bits_per_token == 18
+    assert LFQ().bits_per_token == 18 and GroupLFQ(codebook_size=2**9, num_groups=2).bits_per_token == 18
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from _files import id_shards, photos, recordings  # noqa: E402
+from _files import clips, id_shards, photos, recordings  # noqa: E402
 from test_trainer import run_process_tree  # noqa: E402
 
 from vqtok.cli.__main__ import main  # noqa: E402
+from vqtok.data.own import OwnDataset, open_records  # noqa: E402
 from vqtok.train import Trainer, load_config  # noqa: E402
+from vqtok.train.data import build_decoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -25,6 +28,22 @@ TINY = [
     "model.channels=[8, 16]",
     "model.quantizer=vq",
     "model.quantizer_kwargs={dim: 8, codebook_size: 32}",
+    "optim.warmup_steps=2",
+]
+# A tiny causal video tokenizer: 5-frame 16x16 grey clips (1 + 4*1 frames -> 2 latent frames of 2x2).
+VIDEO_TINY = [
+    "tokenizer=video",
+    "model.in_channels=1",
+    "model.frames=5",
+    "model.image_size=[16, 16]",
+    "model.temporal_downsample=4",
+    "model.downsample=8",
+    "model.patch_size=2",
+    "model.channels=[8, 8, 8]",
+    "model.num_res_blocks=0",
+    "model.norm=none",
+    "model.quantizer=fsq",
+    "model.quantizer_kwargs={levels: [5, 5, 5]}",
     "optim.warmup_steps=2",
 ]
 
@@ -69,9 +88,9 @@ def test_too_many_unreadable_files_stop_the_run_naming_them(tmp_path, capsys) ->
     assert Trainer(cfg, progress=False).fit().step == 6  # within the limit: skipped with a warning
 
 
-def _kill_and_resume(tmp_path, monkeypatch, extra: list[str]) -> None:
+def _kill_and_resume(tmp_path, monkeypatch, extra: list[str], base: list[str] = TINY) -> None:
     """12 steps uninterrupted == killed during step 7 (checkpoint at 4), then resumed: bit-identical."""
-    opts = [*TINY, *extra, "steps=12", "log_every=2", "ckpt_every=4"]
+    opts = [*base, *extra, "steps=12", "log_every=2", "ckpt_every=4"]
     full = Trainer(load_config(None, [*opts, f"run_dir={tmp_path / 'full'}"]), progress=False)
     full.fit()
     cfg = load_config(None, [*opts, f"run_dir={tmp_path / 'killed'}"])
@@ -103,6 +122,29 @@ def _kill_and_resume(tmp_path, monkeypatch, extra: list[str]) -> None:
 def test_folder_run_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch) -> None:
     photos(tmp_path / "p", 20)  # 20 photos, batch 8: an epoch is 2 steps, the kill falls inside epoch 3
     _kill_and_resume(tmp_path, monkeypatch, ["model.in_channels=3", f"data.path={tmp_path / 'p'}", "batch_size=8"])
+
+
+def test_cli_trains_the_video_config_on_a_folder_of_mp4_and_gif_clips(tmp_path) -> None:
+    """The docs' command ``vqtok train configs/video_mfmnist.yaml data.path=clips/``, shrunk: clips of 12-15
+    frames and two sizes (a random 5-frame window, one random crop per clip) plus an animated GIF."""
+    from _files import gif_bytes
+
+    clips(tmp_path / "clips", 4)
+    frames = np.random.default_rng(0).integers(0, 256, (7, 20, 20, 3), dtype=np.uint8)
+    (tmp_path / "clips" / "anim.gif").write_bytes(gif_bytes(frames))
+    run = tmp_path / "run"
+    tiny = [o for o in VIDEO_TINY if not o.startswith(("tokenizer=", "model.quantizer"))]
+    args = [f"data.path={tmp_path / 'clips'}", "steps=3", "batch_size=2", "log_every=1", f"run_dir={run}"]
+    assert main(["train", str(ROOT / "configs" / "video_mfmnist.yaml"), *tiny, *args, "--no-progress"]) == 0
+    assert (run / "model" / "model.safetensors").is_file()
+    cfg = load_config(str(ROOT / "configs" / "video_mfmnist.yaml"), [*tiny, *args])
+    data = OwnDataset(open_records(cfg.data.path, "video"), build_decoder(cfg))
+    assert len(data) == 5 and all(tuple(data[i].shape) == (1, 5, 16, 16) for i in range(5))  # 4 MP4s + the GIF
+
+
+def test_video_folder_run_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+    clips(tmp_path / "c", 5, frames=6)  # 5 clips, batch 2: the step-4 checkpoint (8 clips drawn) is mid-epoch 2
+    _kill_and_resume(tmp_path, monkeypatch, [f"data.path={tmp_path / 'c'}", "batch_size=2"], base=VIDEO_TINY)
 
 
 def test_shard_run_with_two_workers_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch) -> None:

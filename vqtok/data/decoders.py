@@ -7,13 +7,15 @@ images, floats in ``[0, 1]`` (``[-1, 1]`` for audio), every other dtype (complex
 naming the record. Audio files are decoded here, not by the descriptor, because training needs the file's rate
 to resample it (the descriptor's readers refuse another rate): PCM ``.wav`` by the descriptor's
 :func:`~vqtok.modalities.read_wav`, other formats by ``soundfile`` (FLAC, OGG, MP3) and, where libsndfile
-cannot read them, by PyAV (AAC/M4A, Opus in other containers, ...).
+cannot read them, by PyAV (AAC/M4A, Opus in other containers, ...). Video clips (and, for a video model, GIFs)
+are read by the video descriptor's :func:`~vqtok.modalities.read_video` (PyAV).
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,20 +23,34 @@ from torch import Tensor
 
 from ..modalities import AUDIO, IMAGE, ReadOptions, get_modality, read_wav
 from ..modalities.image import to_channels as image_to_channels
+from ..modalities.video import CLIP_SUFFIXES, read_video
 
 __all__ = [
     "AUDIO_SUFFIXES",
     "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "array_values",
     "decode_audio",
     "decode_image",
+    "decode_video",
     "image_channels",
     "kind_of_suffix",
+    "suffixes_of",
 ]
 
 IMAGE_SUFFIXES = IMAGE.suffixes
 # The descriptor's audio formats plus those soundfile (MP3) and PyAV decode.
 AUDIO_SUFFIXES = tuple(sorted({*AUDIO.suffixes, ".flac", ".ogg", ".mp3", ".m4a", ".opus"}))
+# A video model's files: the video formats plus GIFs read as clips (the GIF rule of vqtok.modalities.video).
+VIDEO_SUFFIXES = CLIP_SUFFIXES
+_SUFFIXES = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES, "video": VIDEO_SUFFIXES}
+
+
+def suffixes_of(kind: str) -> tuple[str, ...]:
+    """The file suffixes a model of ``kind`` (``"image"``, ``"audio"`` or ``"video"``) trains on."""
+    if kind not in _SUFFIXES:
+        raise ValueError(f"no files are read for {kind!r} models; expected one of {', '.join(_SUFFIXES)}")
+    return _SUFFIXES[kind]
 
 
 def kind_of_suffix(suffix: str) -> str | None:
@@ -65,6 +81,24 @@ def decode_image(data: bytes, source: str, channels: int | None, suffix: str = "
         ValueError: On an empty, corrupt or truncated file; the message names ``source``.
     """
     return IMAGE.read_bytes(data, source, ReadOptions(channels=channels), suffix)
+
+
+def decode_video(
+    data: bytes,
+    source: str,
+    channels: int | None,
+    count: int | None = None,
+    start_of: Callable[[int], int] | None = None,
+) -> Tensor:
+    """Decodes a video file's (or GIF's) bytes to a ``(C, T, H, W)`` clip in ``[0, 1]`` with ``channels`` channels;
+    ``count`` and ``start_of`` read only a window of frames (see :func:`~vqtok.modalities.read_video`).
+
+    Raises:
+        ValueError: On an empty, corrupt or frame-less file; the message names ``source``.
+    """
+    if not data:
+        raise ValueError(f"{source}: the file is empty (0 bytes)")
+    return read_video(data, source, ReadOptions(channels=channels), count, start_of)
 
 
 def decode_audio(data: bytes, source: str) -> tuple[Tensor, int]:

@@ -1,6 +1,7 @@
 """Training on your own data: ``data.path`` chooses a source by what the path is.
 
-* a folder (recursive) of images or of audio files (by the model's modality), see :class:`FolderRecords`;
+* a folder (recursive) of images, audio files or video clips (by the model's modality; a video model takes
+  ``.gif`` files as clips, an image model their first frame), see :class:`FolderRecords`;
 * a folder written by Hugging Face ``datasets.save_to_disk`` (it holds ``dataset_info.json``);
 * a ``.parquet`` file or a folder of them; an ``.npy`` / ``.npz`` array of examples;
 * ``.tar`` shards (a file, ``name-{000..099}.tar``, a glob, a folder of tars, or any ``fsspec`` URL), streamed.
@@ -22,9 +23,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .decoders import array_values, decode_audio, decode_image, image_channels, kind_of_suffix
+from .decoders import (
+    array_values,
+    decode_audio,
+    decode_image,
+    decode_video,
+    image_channels,
+    kind_of_suffix,
+    suffixes_of,
+)
 from .records import ArrayRecords, FolderRecords, Record, open_hf_disk, open_parquet
-from .transforms import AudioTransform, ImageTransform, sample_generator
+from .transforms import AudioTransform, ImageTransform, VideoTransform, sample_generator
 
 __all__ = ["BadDataCounter", "Decoder", "OwnDataset", "is_shard_spec", "open_records"]
 
@@ -71,10 +80,11 @@ class Decoder:
     """Turns one record into one example of the model's shape (picklable, so it runs in DataLoader workers).
 
     Attributes:
-        kind: ``"image"`` or ``"audio"``.
+        kind: ``"image"``, ``"audio"`` or ``"video"``.
         channels: The model's channel count.
         image: Transform for images (``kind == "image"``).
         audio: Transform for audio.
+        video: Transform for clips (``kind == "video"``; an array row is ``(C, T, H, W)`` or ``(T, H, W)``).
         sample_rate: Rate assumed for raw audio arrays.
         extension: For tar samples, the member to read (``None``: the first image/audio/npy member).
     """
@@ -83,6 +93,7 @@ class Decoder:
     channels: int
     image: ImageTransform | None = None
     audio: AudioTransform | None = None
+    video: VideoTransform | None = None
     sample_rate: int | None = None
     extension: str | None = None
 
@@ -96,17 +107,34 @@ class Decoder:
                     raise ValueError(f"{source}: an image row must be (C, H, W) or (H, W), got {tuple(x.shape)}")
                 x = image_channels(x, self.channels, source)
                 return self.image(x, generator, source) if self.image is not None else x
+            if self.kind == "video":
+                return self._clip(x[None] if x.ndim == 3 else x, source, generator)
             assert self.audio is not None
             return self.audio(x, self.sample_rate or self.audio.sample_rate, generator, source)
-        kind = kind_of_suffix(record.suffix) or self.kind
+        kind = self.kind if record.suffix in suffixes_of(self.kind) else kind_of_suffix(record.suffix) or self.kind
         if kind != self.kind:
             raise ValueError(f"{source}: a {kind} file, but the model takes {self.kind}")
+        if self.kind == "video":
+            if self.video is None:
+                return decode_video(payload, source, self.channels)
+            # Only the window is decoded to arrays; the transform's draw order is unchanged (window, then box).
+            start_of = lambda total: self.video.window_start(total, generator)  # noqa: E731
+            clip = decode_video(payload, source, self.channels, self.video.frames, start_of)
+            return self._clip(clip, source, generator)
         if self.kind == "image":
             x = decode_image(payload, source, self.channels, record.suffix)
             return self.image(x, generator, source) if self.image is not None else x
         assert self.audio is not None
         wav, rate = decode_audio(payload, source)
         return self.audio(wav, rate, generator, source)
+
+    def _clip(self, x: Tensor, source: str, generator: torch.Generator | None) -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"{source}: a clip must be (C, T, H, W) or (T, H, W), got {tuple(x.shape)}")
+        c, t, h, w = x.shape
+        # The image channel rule, frame by frame (it is per pixel, so frames stacked along H are fine).
+        x = image_channels(x.reshape(c, t * h, w), self.channels, source).reshape(-1, t, h, w)
+        return self.video(x, generator, source) if self.video is not None else x
 
     def tar_sample(self, key: str, parts: dict[str, bytes], source: str, generator: torch.Generator) -> Tensor:
         """Decodes one tar sample (``{ext: bytes}``), for :class:`vqtok.data.shards.ShardStream`."""
@@ -120,7 +148,7 @@ class Decoder:
 
                 arr = np.load(io.BytesIO(parts[ext]), allow_pickle=False)
                 return self(Record(arr, last, source), generator)
-            if kind_of_suffix(last) == self.kind:
+            if last in suffixes_of(self.kind):
                 return self(Record(parts[ext], last, source), generator)
         raise ValueError(f"{source}: no {self.kind} member ({', '.join(sorted(parts))} present)")
 

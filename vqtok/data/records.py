@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..modalities import load_npy
-from .decoders import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from .decoders import suffixes_of
 
 __all__ = ["ArrayRecords", "FolderRecords", "Record", "TableRecords", "open_hf_disk", "open_parquet"]
 
-_SUFFIXES = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES}
 _AUTO_COLUMNS = ("image", "audio", "signal", "img", "jpg", "png", "wav", "flac", "array", "pixels")
 
 
@@ -46,7 +45,7 @@ class FolderRecords:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.path {str(self.root)!r} is not a folder")
-        wanted = _SUFFIXES[kind]
+        wanted = suffixes_of(kind)
         all_files = [p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".")]
         self.files = sorted(p.relative_to(self.root).as_posix() for p in all_files if p.suffix.lower() in wanted)
         if not self.files:

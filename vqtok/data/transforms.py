@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..modalities.audio import to_audio_channels
 
-__all__ = ["IMAGE_MODES", "AudioTransform", "ImageTransform", "sample_generator"]
+__all__ = ["IMAGE_MODES", "AudioTransform", "ImageTransform", "VideoTransform", "sample_generator"]
 
 IMAGE_MODES = ("none", "resize", "center_crop", "random_resized_crop")
 
@@ -91,6 +91,58 @@ class ImageTransform:
                 return int(u[2] * (h - ch + 1)), int(u[3] * (w - cw + 1)), ch, cw
         side = min(h, w)  # no box fitted in ten draws (extreme aspect ratio): the centre square
         return (h - side) // 2, (w - side) // 2, side, side
+
+
+class VideoTransform:
+    """Brings a ``(C, t, h, w)`` clip to ``(C, frames, H, W)``: a temporal window, then one spatial transform.
+
+    Time: a clip longer than ``frames`` gives a seeded random window of ``frames`` consecutive frames (the first
+    ``frames`` when no generator is given); a shorter one is padded by repeating its last frame (the tokenizer's
+    ``repeat_last`` rule). Space: every frame of the clip gets the same :class:`ImageTransform` box (one draw per
+    clip), so a crop never jitters between frames.
+
+    Args:
+        size: Target ``(H, W)`` (the model's ``image_size``).
+        frames: Frames per example (the model's ``frames``: ``1 + ft*k``, or any count with ``repeat_last``).
+        mode, scale, ratio: As for :class:`ImageTransform`.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        frames: int,
+        mode: str = "random_resized_crop",
+        scale: tuple[float, float] = (0.35, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
+        if int(frames) < 1:
+            raise ValueError(f"a video model trained on files needs model.frames >= 1 (clip length), got {frames}")
+        self.frames = int(frames)
+        self.image = ImageTransform(size, mode, scale, ratio)
+
+    def window_start(self, t: int, generator: torch.Generator | None) -> int:
+        """First frame of the window in a ``t``-frame clip (draws once from ``generator`` when ``t > frames``).
+
+        A decoder that reads only the window (:func:`vqtok.modalities.read_video` ``start_of``) calls this first;
+        the clip it passes on then has ``frames`` frames and the call draws no second time, so the crop is the
+        same as for a whole clip.
+        """
+        if t <= self.frames or generator is None:
+            return 0
+        return int(torch.randint(0, t - self.frames + 1, (1,), generator=generator))
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None, source: str = "clip") -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"{source}: a clip must be (C, T, H, W), got shape {tuple(x.shape)}")
+        c, t, h, w = x.shape
+        if t < self.frames:
+            x = torch.cat([x, x[:, -1:].expand(c, self.frames - t, h, w)], dim=1)
+        elif t > self.frames:
+            start = self.window_start(t, generator)
+            x = x[:, start : start + self.frames]
+        # Frames folded into channels: one box and one resize for the whole clip.
+        y = self.image(x.reshape(c * self.frames, h, w), generator, source)
+        return y.reshape(c, self.frames, *y.shape[-2:]).contiguous()
 
 
 class AudioTransform:

@@ -11,9 +11,11 @@ from .algorithms import undirected_adjacency as undirected_adjacency
 from .nodepiece import NodePieceTables as NodePieceTables
 from .nodepiece import check_tables as check_tables
 from .nodepiece import fit_tables as fit_tables
+from .nodepiece import lookup_hashes as lookup_hashes
 from .nodepiece import new_node_tables as new_node_tables
 from .nodepiece import tables_from_dict as tables_from_dict
 from .nodepiece import tables_to_dict as tables_to_dict
+from .nodepiece import token_names as token_names
 
 __all__ = [
     "NodePieceTables",
@@ -23,11 +25,13 @@ __all__ = [
     "check_edges",
     "check_tables",
     "fit_tables",
+    "lookup_hashes",
     "new_node_tables",
     "pagerank",
     "relation_context",
     "select_anchors",
     "tables_from_dict",
     "tables_to_dict",
+    "token_names",
     "undirected_adjacency",
 ]

@@ -14,7 +14,16 @@ from torch import Tensor
 
 from .algorithms import anchor_distances, anchors_from_neighbors, check_edges, relation_context, select_anchors
 
-__all__ = ["NodePieceTables", "check_tables", "fit_tables", "new_node_tables", "tables_from_dict", "tables_to_dict"]
+__all__ = [
+    "NodePieceTables",
+    "check_tables",
+    "fit_tables",
+    "lookup_hashes",
+    "new_node_tables",
+    "tables_from_dict",
+    "tables_to_dict",
+    "token_names",
+]
 
 _FORMAT = "vqtok.AnchorTokenizer"
 _FORMAT_VERSION = 1
@@ -208,3 +217,34 @@ def new_node_tables(
         rel = torch.where(inc, rel + num_types, rel)
     relations = relation_context(torch.zeros_like(rel), rel, 1, tables.num_relations, tables.node_relations.shape[1])
     return anchors, distances, relations[0].to(device)
+
+
+def token_names(tables: NodePieceTables) -> list[str]:
+    """Readable name of every vocabulary id, e.g. ``"anchor:33"`` (node 33), ``"dist:2"``, ``"rel:1^-1"``.
+
+    Order: anchors, ``[NOANCHOR]``, distances ``0..M`` and ``dist:inf``, relations, ``[PAD]``.
+    """
+    names = [f"anchor:{int(node)}" for node in tables.anchors]
+    names.append("[NOANCHOR]")
+    names += [f"dist:{d}" for d in range(tables.max_distance + 1)] + ["dist:inf"]
+    r = tables.num_relation_types
+    names += [f"rel:{i}" if i < r else f"rel:{i - r}^-1" for i in range(tables.num_relations)]
+    names.append("[PAD]")
+    return names
+
+
+def lookup_hashes(known: Tensor, rows: Tensor) -> Tensor:
+    """For each row, the smallest node whose hash is exactly that row.
+
+    Args:
+        known: ``(n, L)`` int64 hashes of the fitted nodes.
+        rows: ``(B, L)`` int64 hashes to look up, on the same device.
+
+    Returns:
+        ``(B,)`` int64 node ids; ``n`` where no node has that hash.
+    """
+    unique, inverse = torch.unique(torch.cat([known, rows]), dim=0, return_inverse=True)
+    n = known.shape[0]
+    first = torch.full((unique.shape[0],), n, dtype=torch.long, device=known.device)
+    first.scatter_reduce_(0, inverse[:n], torch.arange(n, device=known.device), reduce="amin")
+    return first[inverse[n:]]

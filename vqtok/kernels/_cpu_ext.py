@@ -19,7 +19,6 @@ Written for vqtok; no code was copied from other implementations.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import platform
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from .._io import sha256_bytes
 
 __all__ = ["available", "ext_search", "ext_topk", "load", "unavailable_reason"]
 
@@ -117,12 +118,15 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
     try:
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
         source = _SOURCE.read_bytes()
-        key = hashlib.sha256(
+        key = sha256_bytes(
             b"\0".join([source, " ".join(_FLAGS).encode(), cxx.encode(), version.encode(), _cpu_identity().encode()])
-        ).hexdigest()[:24]
+        )[:24]
         target = _cache_dir(key) / _LIB_NAME
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
+            # Not vqtok._io.atomic_open: the compiler writes the file itself, and atomic_open first deletes every
+            # temporary of the same target, which here may be another process's build in progress (pytest
+            # workers compile at once). A private mkstemp name per process plus os.replace keeps them apart.
             fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
             os.close(fd)
             try:

@@ -117,42 +117,66 @@ inline void score_block(const float* xs, int d_runtime, const float* ct, const f
   }
 }
 
-template <int R, int DC, int V>
-void search_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile,
-                 float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
-  for (int64_t i = 0; i < n; ++i) {
+// Copies codes [k0, k0 + kk) transposed into ct (d, kt) and their bias into bias (kt), kt = kk rounded up to W;
+// padding codes are zero with an infinite bias, so they never win. Returns kt.
+inline int load_tile(const float* c, const float* cn, int d, int64_t k0, int kk, float* ct, float* bias) {
+  const int kt = (kk + W - 1) / W * W;
+  for (int j = 0; j < d; ++j) {
+    float* row = ct + static_cast<int64_t>(j) * kt;
+    for (int q = 0; q < kk; ++q) row[q] = c[(k0 + q) * d + j];
+    for (int q = kk; q < kt; ++q) row[q] = 0.0f;
+  }
+  for (int q = 0; q < kk; ++q) bias[q] = cn[k0 + q];
+  for (int q = kk; q < kt; ++q) bias[q] = std::numeric_limits<float>::infinity();
+  return kt;
+}
+
+// Writes latents [r0, r0 + m) scaled by -2 (exact) into the block xs (R, d); rows past the end of a ragged
+// block are scored as zeros and dropped.
+template <int R>
+inline void load_block(const float* x, int64_t r0, int m, int d, float* xs) {
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < d; ++j) xs[r * d + j] = r < m ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
+}
+
+// The loop nest shared by both searches: fills the n_out outputs with (+inf, 0), then for each code tile
+// (transposed once) calls block(kt, k0, r0, m) for each block of R latents loaded into xs.
+template <int R, class Block>
+inline void walk_blocks(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes,
+                        int ktile, float* ct, float* bias, float* xs, float* out_d, int64_t* out_i, int64_t n_out,
+                        Block&& block) {
+  for (int64_t i = 0; i < n_out; ++i) {
     out_d[i] = std::numeric_limits<float>::infinity();
     out_i[i] = 0;
   }
   for (int64_t k0 = 0; k0 < num_codes; k0 += ktile) {
     const int kk = static_cast<int>(num_codes - k0 < ktile ? num_codes - k0 : ktile);
-    const int kt = (kk + W - 1) / W * W;
-    // Transpose the tile into (d, kt); padding codes are zero with an infinite bias, so they never win.
-    for (int j = 0; j < d; ++j) {
-      float* row = ct + static_cast<int64_t>(j) * kt;
-      for (int k = 0; k < kk; ++k) row[k] = c[(k0 + k) * d + j];
-      for (int k = kk; k < kt; ++k) row[k] = 0.0f;
-    }
-    for (int k = 0; k < kk; ++k) bias[k] = cn[k0 + k];
-    for (int k = kk; k < kt; ++k) bias[k] = std::numeric_limits<float>::infinity();
+    const int kt = load_tile(c, cn, d, k0, kk, ct, bias);
     for (int64_t r0 = 0; r0 < n; r0 += R) {
       const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
-      float best[R];
-      int32_t arg[R];
-      for (int r = 0; r < R; ++r) {
-        // Rows past the end of a ragged block are scored as zeros and dropped.
-        const bool real = r < m;
-        for (int j = 0; j < d; ++j) xs[r * d + j] = real ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
-        best[r] = real ? out_d[r0 + r] : std::numeric_limits<float>::infinity();
-        arg[r] = real ? static_cast<int32_t>(out_i[r0 + r]) : 0;
-      }
-      score_block<R, DC, V>(xs, d, ct, bias, kt, static_cast<int32_t>(k0), best, arg);
-      for (int r = 0; r < m; ++r) {
-        out_d[r0 + r] = best[r];
-        out_i[r0 + r] = arg[r];
-      }
+      load_block<R>(x, r0, m, d, xs);
+      block(kt, k0, r0, m);
     }
   }
+}
+
+template <int R, int DC, int V>
+void search_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile,
+                 float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
+  walk_blocks<R>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i, n,
+                 [&](int kt, int64_t k0, int64_t r0, int m) {
+                   float best[R];
+                   int32_t arg[R];
+                   for (int r = 0; r < R; ++r) {
+                     best[r] = r < m ? out_d[r0 + r] : std::numeric_limits<float>::infinity();
+                     arg[r] = r < m ? static_cast<int32_t>(out_i[r0 + r]) : 0;
+                   }
+                   score_block<R, DC, V>(xs, d, ct, bias, kt, static_cast<int32_t>(k0), best, arg);
+                   for (int r = 0; r < m; ++r) {
+                     out_d[r0 + r] = best[r];
+                     out_i[r0 + r] = arg[r];
+                   }
+                 });
 }
 
 // ------------------------------------------------------------------------------------------- top-k
@@ -211,27 +235,18 @@ inline void topk_block(const float* xs, int d_runtime, const float* ct, const fl
 template <int R, int DC>
 void topk_rows(const float* x, int64_t n, int d, const float* c, const float* cn, int64_t num_codes, int ktile, int k,
                float* ct, float* bias, float* xs, float* out_d, int64_t* out_i) {
-  for (int64_t i = 0; i < n * k; ++i) {
-    out_d[i] = std::numeric_limits<float>::infinity();
-    out_i[i] = 0;
-  }
-  for (int64_t k0 = 0; k0 < num_codes; k0 += ktile) {
-    const int kk = static_cast<int>(num_codes - k0 < ktile ? num_codes - k0 : ktile);
-    const int kt = (kk + W - 1) / W * W;
-    for (int j = 0; j < d; ++j) {
-      float* row = ct + static_cast<int64_t>(j) * kt;
-      for (int q = 0; q < kk; ++q) row[q] = c[(k0 + q) * d + j];
-      for (int q = kk; q < kt; ++q) row[q] = 0.0f;
-    }
-    for (int q = 0; q < kk; ++q) bias[q] = cn[k0 + q];
-    for (int q = kk; q < kt; ++q) bias[q] = std::numeric_limits<float>::infinity();
-    for (int64_t r0 = 0; r0 < n; r0 += R) {
-      const int m = static_cast<int>(n - r0 < R ? n - r0 : R);
-      for (int r = 0; r < R; ++r)
-        for (int j = 0; j < d; ++j) xs[r * d + j] = r < m ? -2.0f * x[(r0 + r) * d + j] : 0.0f;
-      topk_block<R, DC>(xs, d, ct, bias, kt, k0, m, k, out_d + r0 * k, out_i + r0 * k);
-    }
-  }
+  walk_blocks<R>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i, n * k,
+                 [&](int kt, int64_t k0, int64_t r0, int m) {
+                   topk_block<R, DC>(xs, d, ct, bias, kt, k0, m, k, out_d + r0 * k, out_i + r0 * k);
+                 });
+}
+
+// Carves the caller's scratch (vqtok_nearest_scratch floats) into the transposed tile (ktile, d), its bias
+// (ktile) and the latent block (MAX_R, d); ktile is already a multiple of W.
+inline void split_scratch(float* scratch, int ktile, int d, float*& ct, float*& bias, float*& xs) {
+  ct = scratch;
+  bias = ct + static_cast<int64_t>(ktile) * d;
+  xs = bias + ktile;
 }
 
 }  // namespace
@@ -251,9 +266,8 @@ int vqtok_nearest_f32(const float* x, int64_t n, int d, const float* c, const fl
                       int ktile, float* scratch, float* out_d, int64_t* out_i) {
   if (n < 0 || d < 1 || num_codes < 1 || ktile < 1 || num_codes > std::numeric_limits<int32_t>::max()) return 1;
   ktile = (ktile + W - 1) / W * W;
-  float* ct = scratch;
-  float* bias = ct + static_cast<int64_t>(ktile) * d;
-  float* xs = bias + ktile;
+  float *ct, *bias, *xs;
+  split_scratch(scratch, ktile, d, ct, bias, xs);
   switch (d) {
     case 8:
       search_rows<8, 8, 1>(x, n, d, c, cn, num_codes, ktile, ct, bias, xs, out_d, out_i);
@@ -276,9 +290,8 @@ int vqtok_topk_f32(const float* x, int64_t n, int d, const float* c, const float
                    int k, float* scratch, float* out_d, int64_t* out_i) {
   if (n < 0 || d < 1 || num_codes < 1 || ktile < 1 || k < 1 || k > num_codes) return 1;
   ktile = (ktile + W - 1) / W * W;
-  float* ct = scratch;
-  float* bias = ct + static_cast<int64_t>(ktile) * d;
-  float* xs = bias + ktile;
+  float *ct, *bias, *xs;
+  split_scratch(scratch, ktile, d, ct, bias, xs);
   switch (d) {
     case 8:
       topk_rows<8, 8>(x, n, d, c, cn, num_codes, ktile, k, ct, bias, xs, out_d, out_i);

@@ -59,7 +59,6 @@ Written for vqtok; no code was copied from other implementations.
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -67,22 +66,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _cpu_ext
+from ._nearest_prep import check_args, finish, prepare
 
 __all__ = ["nearest"]
 
-_METRICS = ("l2", "cosine", "ip")
-_BACKENDS = ("auto", "torch", "triton", "cpu_ext")
 # Largest D for which "auto" picks the fused CPU kernel: above it BLAS's GEMM is as fast or faster
 # (kernel time / torch time measured 0.83 at D=256, 0.94 at 512, 0.98 at 1024, 1.5 at 2048).
 _EXT_MAX_DIM = 512
 # Largest k for which "auto" picks the fused CPU top-k: each insertion into a row's sorted list costs O(k).
 _EXT_MAX_K = 256
 _TORCH_TILE_K = 2048
-# Codes sampled to place the centre of the l2 search (see _centre).
-_CENTRE_SAMPLE = 256
-# Operands whose norms exceed this are rescaled by an exact power of two before the search, so that
-# ||c||^2 - 2<x, c> cannot overflow fp32 (max ~3.4e38); the argmin is invariant to the scale.
-_MAX_NORM = 2.0**60
 # Above this fraction of improving latents in a tile, one dense argmin is cheaper than a gather.
 _DENSE_FRACTION = 0.25
 
@@ -136,8 +129,8 @@ def nearest(
     """
     if _in_graph_export():
         return _graph_nearest(latents, codebook, metric, k)
-    _check(latents, codebook, metric, k, tile_n, tile_k, backend)
-    x, c, cn, scale = _prepare(latents, codebook, metric, codebook_norms)
+    check_args(latents, codebook, metric, k, tile_n, tile_k, backend)
+    x, c, cn, scale = prepare(latents, codebook, metric, codebook_norms)
     use_triton = backend == "triton" or (backend == "auto" and x.is_cuda and k == 1 and _triton_ok())
     if backend == "cpu_ext" and x.device.type != "cpu":
         raise ValueError("backend='cpu_ext' needs CPU tensors")
@@ -161,7 +154,7 @@ def nearest(
         best_d, best_i = _search_top1(x, c, cn, tile_n, tile_k or _TORCH_TILE_K)
     else:
         best_d, best_i = _search_topk(x, c, cn, k, tile_n, tile_k or _TORCH_TILE_K)
-    best_d = _finish(best_d, x, metric, scale)
+    best_d = finish(best_d, x, metric, scale)
     if k == 1:
         return best_d[:, 0], best_i[:, 0]
     return best_d, best_i
@@ -190,123 +183,13 @@ def _graph_nearest(latents: Tensor, codebook: Tensor, metric: str, k: int) -> tu
         best_d = scores.gather(1, best_i)
     else:
         best_d, best_i = torch.topk(scores, k, dim=1, largest=False, sorted=True)
-    best_d = _finish(best_d, x, metric, 1.0)
+    best_d = finish(best_d, x, metric, 1.0)
     return (best_d[:, 0], best_i[:, 0]) if k == 1 else (best_d, best_i)
 
 
 def auto_cpu_ext(device: torch.device, dim: int, k: int) -> bool:
     """Whether ``backend="auto"`` runs the fused CPU kernel for this device, dimension and ``k``."""
     return device.type == "cpu" and k <= _EXT_MAX_K and dim <= _EXT_MAX_DIM and _cpu_ext.available()
-
-
-def _check(
-    latents: Tensor, codebook: Tensor, metric: str, k: int, tile_n: int, tile_k: int | None, backend: str
-) -> None:
-    if metric not in _METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {_METRICS}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {_BACKENDS}")
-    if latents.ndim != 2 or codebook.ndim != 2 or latents.shape[1] != codebook.shape[1]:
-        raise ValueError(
-            f"nearest expects latents (N, D) and codebook (K, D), got {tuple(latents.shape)} and "
-            f"{tuple(codebook.shape)}"
-        )
-    if not latents.is_floating_point() or not codebook.is_floating_point():
-        raise ValueError(f"nearest expects float tensors, got {latents.dtype} and {codebook.dtype}")
-    num_codes = codebook.shape[0]
-    if not 1 <= k <= num_codes:
-        raise ValueError(f"k={k} must be between 1 and the codebook size {num_codes}")
-    if tile_n < 1 or (tile_k is not None and tile_k < 1):
-        raise ValueError(f"tile sizes must be positive, got tile_n={tile_n}, tile_k={tile_k}")
-    # amax/amin propagate NaN and expose +-Inf without allocating (isfinite() builds abs() and bool
-    # copies the size of the input); a NaN would otherwise silently lose every comparison.
-    if not all(math.isfinite(v) for t in (latents, codebook) if t.numel() for v in (t.amax(), t.amin())):
-        raise ValueError("nearest got NaN/Inf in latents or codebook")
-
-
-def _prepare(
-    latents: Tensor, codebook: Tensor, metric: str, codebook_norms: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    """fp32 contiguous operands, the per-code bias and the power-of-two scale applied to both."""
-    x = latents.float().contiguous()
-    c = codebook.float().contiguous()
-    if metric == "l2" and codebook_norms is None and c.shape[0]:
-        centre = _centre(c)
-        if centre is not None:
-            x, c = x - centre, c - centre
-    if metric == "cosine":
-        x = F.normalize(x, dim=-1)
-        c = F.normalize(c, dim=-1)
-    scale = 1.0
-    if metric != "cosine":
-        peak = max(_abs_max(x), _abs_max(c))
-        # amax * sqrt(D) bounds every norm; rescaling by a power of two is exact, so indices are unchanged.
-        if peak * math.sqrt(x.shape[1]) > _MAX_NORM:
-            scale = 2.0 ** -math.ceil(math.log2(peak * math.sqrt(x.shape[1]) / _MAX_NORM))
-            x, c = x * scale, c * scale
-            codebook_norms = None
-    if metric == "l2":
-        if codebook_norms is None:
-            cn = _sq_norms(c)
-        else:
-            if codebook_norms.shape != (c.shape[0],):
-                raise ValueError(f"codebook_norms must be ({c.shape[0]},), got {tuple(codebook_norms.shape)}")
-            cn = codebook_norms.to(device=c.device, dtype=torch.float32).contiguous()
-    else:
-        cn = c.new_zeros(c.shape[0])
-    return x, c, cn, scale
-
-
-def _centre(c: Tensor) -> Tensor | None:
-    """``(D,)`` fp32 shift near the codebook mean, on a power-of-two grid; ``None`` when it is zero.
-
-    Any point inside the bulk of the codebook bounds the cancellation, so the mean and the extent are
-    taken over at most ``_CENTRE_SAMPLE`` evenly spaced codes (in fp64: no cancellation at any offset),
-    which keeps this O(D) whatever K is. The mean is rounded to a multiple of ``2^(floor(log2(extent)) -
-    2)``, ``extent`` the largest per-coordinate range of those codes: the shift then has few significant
-    bits, so subtracting it from values of about its size is exact in fp32.
-    """
-    num_codes = c.shape[0]
-    rows = c if num_codes <= _CENTRE_SAMPLE else c[torch.linspace(0, num_codes - 1, _CENTRE_SAMPLE).long()]
-    rows = rows.double()
-    mean = rows.mean(0)
-    extent = float((rows.amax(0) - rows.amin(0)).amax())
-    if extent > 0:
-        step = 2.0 ** (math.floor(math.log2(extent)) - 2)
-        mean = torch.round(mean / step) * step
-    centre = mean.float()
-    return centre if bool(centre.any()) else None
-
-
-def _abs_max(t: Tensor) -> float:
-    # amax and amin instead of abs().amax(): no temporary the size of the input.
-    return max(float(t.amax()), -float(t.amin())) if t.numel() else 0.0
-
-
-def _sq_norms(t: Tensor, chunk: int = 8192) -> Tensor:
-    """Squared row norms of ``(M, D)`` as ``(M,)``, in row chunks so the temporary stays small."""
-    out = t.new_empty(t.shape[0])
-    for r0 in range(0, t.shape[0], chunk):
-        part = t[r0 : r0 + chunk]
-        torch.sum(part * part, -1, out=out[r0 : r0 + chunk])
-    return out
-
-
-def _finish(best_d: Tensor, x: Tensor, metric: str, scale: float) -> Tensor:
-    """Turns the searched ``||c||^2 - 2<x, c>`` (zero bias for ip/cosine) into the metric's distance."""
-    if metric == "l2":
-        # ||x||^2 is the same for every code of a row, so it is added once, after the search.
-        best_d = (best_d + _sq_norms(x)[:, None]).clamp_min_(0)
-        if scale != 1.0:
-            best_d = best_d / (scale * scale)
-    else:
-        # The search ran on -2<x, c> (zero bias) so that every metric shares one kernel; halving is exact.
-        best_d = best_d * 0.5
-        if metric == "ip" and scale != 1.0:
-            best_d = best_d / (scale * scale)
-        elif metric == "cosine":
-            best_d = best_d + 1.0
-    return best_d
 
 
 def _tiles(n: int, num_codes: int, tile_n: int, tile_k: int) -> tuple[int, int]:

@@ -14,7 +14,15 @@ from torch import Tensor
 
 from .._dist import all_reduce_sum_
 
-__all__ = ["CodebookUsage", "code_counts", "perplexity", "usage", "bits_per_token"]
+__all__ = [
+    "CodebookUsage",
+    "bits_per_token",
+    "code_counts",
+    "code_perplexity",
+    "perplexity",
+    "perplexity_from_counts",
+    "usage",
+]
 
 # Above this size a dense histogram would be wasteful; unique ids are counted instead.
 _DENSE_LIMIT = 1 << 24
@@ -34,20 +42,46 @@ def code_counts(indices: Tensor, codebook_size: int) -> Tensor:
     return torch.bincount(flat, minlength=codebook_size).double()
 
 
+def perplexity_from_counts(counts: Tensor) -> Tensor:
+    """``exp(H)`` of the code distribution given by ``counts`` ``(..., V)``, over the last axis.
+
+    The one perplexity of vqtok: every quantizer metric, report and benchmark goes through it. It
+    stays on the counts' device (no host sync) and is 0 where the counts are all zero.
+
+    Returns:
+        ``(...)`` tensor in the counts' floating dtype (float32 for integer counts).
+    """
+    counts = counts if counts.is_floating_point() else counts.float()
+    total = counts.sum(-1, keepdim=True)
+    p = counts / total.clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+    return torch.where(total[..., 0] > 0, entropy.exp(), torch.zeros_like(entropy))
+
+
+@torch.no_grad()
+def code_perplexity(indices: Tensor, codebook_size: int) -> Tensor:
+    """Perplexity of the ids in ``indices`` (any shape) as a 0-d tensor on their device, no host sync.
+
+    Above ``2^24`` codes the distinct ids are counted instead of a dense histogram.
+    """
+    flat = indices.reshape(-1).long()
+    if codebook_size > _DENSE_LIMIT:
+        counts = torch.unique(flat, return_counts=True)[1]
+    else:
+        counts = torch.bincount(flat, minlength=codebook_size)
+    return perplexity_from_counts(counts)
+
+
 def _entropy_bits(counts: Tensor) -> float:
-    total = counts.sum()
-    if total <= 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * p.log2()).sum())
+    return float(perplexity_from_counts(counts.double()).clamp_min(1.0).log2()) if counts.sum() > 0 else 0.0
 
 
 def perplexity(indices: Tensor, codebook_size: int) -> float:
-    """``2 ** H`` of the empirical code distribution (H in bits); between 1 and ``codebook_size``."""
+    """``exp(H)`` (equivalently ``2 ** H`` with H in bits) of the empirical code distribution; in ``[1, V]``."""
     if codebook_size > _DENSE_LIMIT:
         _, counts = torch.unique(indices.reshape(-1), return_counts=True)
-        return 2.0 ** _entropy_bits(counts.double())
-    return 2.0 ** _entropy_bits(code_counts(indices, codebook_size))
+        return float(perplexity_from_counts(counts.double()))
+    return float(perplexity_from_counts(code_counts(indices, codebook_size)))
 
 
 def usage(indices: Tensor, codebook_size: int) -> float:
@@ -92,7 +126,7 @@ class CodebookUsage:
         entropy = _entropy_bits(counts)
         return {
             "usage": used / self.codebook_size,
-            "perplexity": 2.0**entropy,
+            "perplexity": float(perplexity_from_counts(counts)),
             "dead_codes": int((counts < self.dead_threshold).sum()),
             "entropy_bits": entropy,
             "tokens": float(counts.sum()),

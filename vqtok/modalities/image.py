@@ -1,6 +1,7 @@
 """Images: ``(C, H, W)`` float in ``[0, 1]``.
 
-Files (one reader, Pillow): PNG, JPEG, WebP, BMP, TIFF, GIF (first frame).
+Files (one reader, Pillow): PNG, JPEG, WebP, BMP, TIFF, GIF (first frame: an animated GIF is an image of its
+first frame here; a video model reads it as a clip, see the GIF rule in :mod:`vqtok.modalities.video`).
 
 Value rule, for files and arrays alike:
 

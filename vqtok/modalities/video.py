@@ -1,8 +1,13 @@
 """Videos: ``(C, T, H, W)`` float in ``[0, 1]``.
 
 Files (PyAV, ``pip install av``, in the ``data`` extra): MP4, WebM, MKV, MOV, AVI (the first video stream, every
-frame decoded). Animated GIFs belong to the image modality's suffix (its first frame); read one as a clip with
-:func:`read_video` directly, which accepts any container PyAV opens.
+frame decoded).
+
+GIF rule: ``.gif`` is registered to the image modality (``export``/``eval`` of a ``.gif`` read its first frame,
+and an image model trained on a folder takes each GIF's first frame). A *video* model reads GIFs as clips: the
+data layer lists :data:`CLIP_SUFFIXES` (the video suffixes plus ``.gif``) for a video model and decodes every one
+with :func:`read_video` (all frames; a single-frame GIF is a one-frame clip). Call :func:`read_video` directly
+to read a GIF as a clip elsewhere; it accepts any container PyAV opens.
 
 Value rule, for files and arrays alike (the image rule): ``uint8`` is divided by 255, ``uint16`` by 65535;
 floats must lie in ``[0, 1]``; any other dtype and NaN/Inf are errors naming the file. A ``.npy`` array is
@@ -20,7 +25,7 @@ error. The report shows originals above reconstructions as an animated GIF.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +40,12 @@ from ._arrays import scale_integers_and_check_floats
 from ._registry import register_modality
 from .base import Modality, ReadOptions
 
-__all__ = ["VIDEO", "read_video", "save_clip_gif", "video_from_array"]
+__all__ = ["CLIP_SUFFIXES", "VIDEO", "read_video", "save_clip_gif", "video_from_array"]
 
 SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
+#: Files a video model trains on: its own suffixes plus animated GIFs, which the image modality owns for
+#: suffix dispatch (the GIF rule in the module docstring); all are decoded by :func:`read_video`.
+CLIP_SUFFIXES = tuple(sorted((*SUFFIXES, ".gif")))
 _INTEGER_SCALES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
 
 
@@ -46,8 +54,22 @@ def video_from_array(arr: np.ndarray, source: str) -> Tensor:
     return scale_integers_and_check_floats(arr, source, _INTEGER_SCALES, (0.0, 1.0))
 
 
-def read_video(data: bytes, source: str, options: ReadOptions) -> Tensor:
+def read_video(
+    data: bytes,
+    source: str,
+    options: ReadOptions,
+    count: int | None = None,
+    start_of: Callable[[int], int] | None = None,
+) -> Tensor:
     """Decodes a video file's bytes (any container PyAV opens, GIF included) to ``(C, T, H, W)`` in ``[0, 1]``.
+
+    Args:
+        data: The file's bytes.
+        source: Names the file in errors.
+        options: ``channels`` chooses grey or RGB (module docstring).
+        count: Keep at most ``count`` frames (``None``: all), so a long video never sits in memory whole.
+        start_of: ``total frames -> first frame kept`` (with ``count``; default 0). The total is the container's
+            frame count, or counted by a first decoding pass when the container does not say.
 
     Raises:
         ValueError: On an empty, corrupt or frame-less file, no video stream, frames of changing size, or a channel
@@ -61,21 +83,32 @@ def read_video(data: bytes, source: str, options: ReadOptions) -> Tensor:
     if channels not in (1, 2, 3, 4):
         raise ValueError(f"{source}: cannot make a video with {channels} channels (1, 2, 3 or 4 are defined)")
     fmt = "gray" if channels in (1, 2) else "rgb24"
-    frames: list[np.ndarray] = []
     try:
+        start, stop = 0, None
+        if count is not None:
+            total = _frame_count(data, source) if start_of is not None else count
+            start = max(0, min(int(start_of(total)), total - 1)) if start_of is not None else 0
+            stop = start + count
+        frames: list[np.ndarray] = []
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
                 raise ValueError(f"{source}: the file has no video stream")
             for i, frame in enumerate(container.decode(video=0)):
+                if stop is not None and i >= stop:
+                    break
+                if i < start:
+                    continue
                 arr = frame.to_ndarray(format=fmt)
                 if frames and arr.shape != frames[0].shape:
                     raise ValueError(
-                        f"{source}: frame {i} is {arr.shape[1]}x{arr.shape[0]} but frame 0 is "
+                        f"{source}: frame {i} is {arr.shape[1]}x{arr.shape[0]} but frame {start} is "
                         f"{frames[0].shape[1]}x{frames[0].shape[0]}; mixed frame sizes are not a clip"
                     )
                 frames.append(arr)
     except av.FFmpegError as err:
         raise ValueError(f"{source}: not a readable video ({err})") from err
+    if not frames and start > 0:  # fewer decodable frames than packets counted: take the clip's start
+        return read_video(data, source, options, count)
     if not frames:
         raise ValueError(f"{source}: the video has no frames")
     x = video_from_array(np.stack(frames), source)  # (T, H, W) or (T, H, W, 3)
@@ -83,6 +116,20 @@ def read_video(data: bytes, source: str, options: ReadOptions) -> Tensor:
     if channels in (2, 4):
         x = torch.cat([x, torch.ones_like(x[:1])])
     return x.contiguous()
+
+
+def _frame_count(data: bytes, source: str) -> int:
+    """Frames of the first video stream: counted by demuxing packets (no decoding), for windowed reads."""
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if not container.streams.video:
+            raise ValueError(f"{source}: the file has no video stream")
+        stream = container.streams.video[0]
+        n = sum(1 for packet in container.demux(stream) if packet.size)
+    if n == 0:
+        raise ValueError(f"{source}: the video has no frames")
+    return n
 
 
 def save_clip_gif(originals: Tensor, recons: Tensor, path: str | Path, fps: int = 8, clips: int = 4) -> Path:

@@ -25,6 +25,7 @@ from ..kernels import nearest
 from ..kernels.kmeans import lloyd
 from ..kernels.kmeans_seeding import SEEDING_ROUNDS as SEEDING_ROUNDS
 from ..kernels.kmeans_seeding import kmeans_plusplus_batched as kmeans_plusplus
+from ..metrics.codebook import perplexity_from_counts as perplexity_from_counts  # the one perplexity
 
 __all__ = [
     "all_reduce_sum_",
@@ -125,14 +126,6 @@ def laplace_smoothed(cluster_size: Tensor, eps: float) -> Tensor:
     smoothed = (cluster_size + eps) / (total + cluster_size.numel() * eps) * total
     # A zero total only happens if every statistic decayed to nothing; stay finite regardless.
     return smoothed.clamp_min(torch.finfo(smoothed.dtype).tiny)
-
-
-def perplexity_from_counts(counts: Tensor) -> Tensor:
-    """``exp(H)`` of the code distribution given by ``counts`` ``(V,)``; 0-d tensor, 0 when empty."""
-    total = counts.sum()
-    p = counts / total.clamp_min(1e-12)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
-    return torch.where(total > 0, entropy.exp(), torch.zeros_like(entropy))
 
 
 # ---------------------------------------------------------------------------------------- k-means

@@ -50,17 +50,25 @@ def example_config(name: str) -> dict[str, Any]:
     return dict(_lookup(name).example)
 
 
-def create(name: str, **cfg: Any) -> Quantizer:
+def create(name: str, channel_first: bool = False, **cfg: Any) -> Quantizer:
     """Builds the quantizer registered as ``name`` with constructor kwargs ``cfg``.
+
+    Args:
+        name: Registry key.
+        channel_first: Take and return ``(B, D, ...)`` latents (see :class:`Quantizer`); works for every
+            quantizer because the base class handles the layout.
+        **cfg: Constructor kwargs.
 
     Raises:
         ValueError: If ``name`` is not registered or ``cfg`` has keys the class does not accept.
     """
     entry = _lookup(name)
     try:
-        return entry.cls(**cfg)
+        quantizer = entry.cls(**cfg)
     except TypeError as err:
         raise ValueError(f"bad config for quantizer {name!r} ({entry.cls.__name__}): {err}") from err
+    quantizer.channel_first = bool(channel_first)
+    return quantizer
 
 
 def _lookup(name: str) -> _Entry:

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from ..kernels.beam import beam_search, decode_sum
 from ..kernels.nearest import nearest
+from ..metrics.codebook import perplexity_from_counts
 from ._codebook import kmeans
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
@@ -205,9 +206,7 @@ class AQ(Quantizer):
     def _perplexity(self, indices: Tensor) -> Tensor:
         """Mean over codebooks of ``exp(H)`` of the batch's code distribution."""
         counts = torch.bincount(self._flat_ids(indices).reshape(-1), minlength=self.gram.shape[0])
-        p = counts.view(-1, self.codebook_size).float() / indices.shape[0]
-        entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
-        return entropy.exp().mean()
+        return perplexity_from_counts(counts.view(-1, self.codebook_size)).mean()
 
 
 def _residual_kmeans(x: Tensor, num_books: int, num_codes: int, iters: int) -> Tensor:

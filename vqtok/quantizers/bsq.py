@@ -61,8 +61,6 @@ class BSQ(_BinaryQuantizer):
         bits = max(int(codebook_size).bit_length() - 1, 1)  # validated by the base class
         super().__init__(
             codebook_size=codebook_size,
-            num_codebooks=1,
-            grouped=False,
             dim=dim,
             scale=1 / math.sqrt(bits),
             temperature=temperature,

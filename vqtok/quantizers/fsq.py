@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..kernels.entropy import index_perplexity
+from ..metrics.codebook import code_perplexity
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
 
@@ -102,7 +102,7 @@ class FSQ(Quantizer):
             quantized=quantized,
             indices=indices,
             loss=latents.new_zeros(()),
-            metrics={"perplexity": index_perplexity(indices[:, None])[0]},
+            metrics={"perplexity": code_perplexity(indices, self.codebook_size)},
         )
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:

@@ -1,4 +1,4 @@
-"""Lookup-free quantization, plain and channel-grouped.
+"""Lookup-free quantization.
 
 Yu et al., "Language Model Beats Diffusion -- Tokenizer is Key to Visual Generation" (MAGVIT-v2),
 ICLR 2024, arXiv:2310.05737. Each of d channels is quantized to ``±scale`` by its sign and the index
@@ -6,9 +6,8 @@ is the d-bit binary number, so the ``2^d`` codebook is implicit. Training adds t
 ``E_n[H(q(· | z_n))] - γ H(E_n[q(· | z_n)])`` (confident per token, diverse over the batch) and a
 commitment loss. The entropy math lives in :mod:`vqtok.kernels.entropy`.
 
-The grouped variant splits the d channels into K groups with one index each, as in WeTok (Zhuang et
-al., "WeTok: Powerful Discrete Tokenization for High-Fidelity Visual Reconstruction",
-arXiv:2508.05599): a ``2^18`` code space becomes, for example, two indices over ``2^9`` codes.
+The grouped variant (``group_lfq``, several indices per token) is LFQ composed by
+:class:`vqtok.quantizers.grouped.Grouped`, in :mod:`vqtok.quantizers.grouped_scalar`.
 
 Written for vqtok; the loss follows the papers, with vector-quantize-pytorch (MIT) read for the
 conventions of the soft assignment.
@@ -24,13 +23,13 @@ from torch import Tensor, nn
 from ..kernels.entropy import (
     exact_codebook_entropy,
     factorized_codebook_entropy,
-    index_perplexity,
     per_sample_entropy,
 )
+from ..metrics.codebook import code_perplexity
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
 
-__all__ = ["LFQ", "GroupLFQ"]
+__all__ = ["LFQ"]
 
 EntropyMode = Literal["auto", "factorized", "exact"]
 
@@ -44,13 +43,11 @@ _AUTO_EXACT_BITS = 16
 
 
 class _BinaryQuantizer(Quantizer):
-    """Shared machinery of sign quantizers (LFQ, grouped LFQ, BSQ); see :class:`LFQ` for the args."""
+    """Shared machinery of sign quantizers (LFQ, BSQ); see :class:`LFQ` for the args."""
 
     def __init__(
         self,
         codebook_size: int,
-        num_codebooks: int,
-        grouped: bool,
         dim: int | None,
         scale: float,
         temperature: float,
@@ -63,8 +60,6 @@ class _BinaryQuantizer(Quantizer):
         bits = int(codebook_size).bit_length() - 1
         if codebook_size < 2 or 2**bits != codebook_size:
             raise ValueError(f"codebook_size must be a power of two >= 2, got {codebook_size}")
-        if num_codebooks < 1:
-            raise ValueError(f"num_codebooks must be >= 1, got {num_codebooks}")
         if entropy not in ("auto", "factorized", "exact"):
             raise ValueError(f"entropy must be 'auto', 'factorized' or 'exact', got {entropy!r}")
         if entropy == "auto":
@@ -73,10 +68,10 @@ class _BinaryQuantizer(Quantizer):
             raise ValueError(f"exact entropy over 2^{bits} codes is too large; use entropy='factorized'")
         if temperature <= 0 or scale <= 0:
             raise ValueError(f"temperature and scale must be positive, got {temperature} and {scale}")
-        self.bits = bits  # per index entry
+        self.bits = bits
         self.codebook_size = int(codebook_size)
-        self.index_shape = (num_codebooks,) if grouped else ()
-        total_bits = bits * num_codebooks
+        self.index_shape = ()
+        total_bits = bits
         self.dim = total_bits if dim is None else int(dim)
         self.scale = float(scale)
         self.temperature = float(temperature)
@@ -99,7 +94,7 @@ class _BinaryQuantizer(Quantizer):
         return self.scale
 
     def _bit_latents(self, latents: Tensor) -> Tensor:
-        """``(N, D)`` latents -> ``(N, K, bits)`` pre-sign values."""
+        """``(N, D)`` latents -> ``(N, 1, bits)`` pre-sign values."""
         z = self._prepare(self.project_in(latents))
         if self.projected:
             # A learned projection of finite latents near the fp32 limit can overflow to Inf or NaN,
@@ -109,17 +104,16 @@ class _BinaryQuantizer(Quantizer):
 
     def _bits_to_indices(self, z: Tensor) -> Tensor:
         # Zero goes to the negative code so that encode is a function of the sign test alone.
-        indices = ((z > 0).long() * self._powers).sum(-1)  # (N, K)
-        return indices if self.index_shape else indices[:, 0]
+        return ((z > 0).long() * self._powers).sum(-1)[:, 0]  # (N,)
 
     def _indices_to_codes(self, indices: Tensor) -> Tensor:
-        indices = indices if self.index_shape else indices[:, None]
-        bits = (indices[..., None] >> torch.arange(self.bits, device=indices.device)) & 1  # (N, K, bits)
+        indices = indices[:, None]
+        bits = (indices[..., None] >> torch.arange(self.bits, device=indices.device)) & 1  # (N, 1, bits)
         return (bits * 2 - 1).float() * self._code_scale()
 
     # -------------------------------------------------------------------------------------- contract
     def _quantize(self, latents: Tensor) -> QuantizerOutput:
-        z = self._bit_latents(latents)  # (N, K, bits)
+        z = self._bit_latents(latents)  # (N, 1, bits)
         codes = torch.where(z > 0, 1.0, -1.0) * self._code_scale()
         # Straight-through written so that its value is exactly `codes` (eval forward == decode).
         quantized = self.project_out((codes + (z - z.detach())).flatten(1))
@@ -134,7 +128,6 @@ class _BinaryQuantizer(Quantizer):
             self.entropy_weight * (sample_entropy - self.codebook_entropy_weight * codebook_entropy)
             + self.commitment_weight * commitment
         )
-        grouped = indices if self.index_shape else indices[:, None]
         return QuantizerOutput(
             quantized=quantized,
             indices=indices,
@@ -144,7 +137,7 @@ class _BinaryQuantizer(Quantizer):
                 "codebook_entropy": codebook_entropy,
                 "commitment": commitment,
             },
-            metrics={"perplexity": index_perplexity(grouped).mean()},
+            metrics={"perplexity": code_perplexity(indices, self.codebook_size)},
         )
 
     def _codebook_entropy(self, logits: Tensor) -> Tensor:
@@ -208,53 +201,6 @@ class LFQ(_BinaryQuantizer):
     ) -> None:
         super().__init__(
             codebook_size=codebook_size,
-            num_codebooks=1,
-            grouped=False,
-            dim=dim,
-            scale=scale,
-            temperature=temperature,
-            entropy=entropy,
-            entropy_weight=entropy_weight,
-            codebook_entropy_weight=codebook_entropy_weight,
-            commitment_weight=commitment_weight,
-        )
-
-
-@register_quantizer("group_lfq", example={"codebook_size": 2**3, "num_codebooks": 2})
-class GroupLFQ(_BinaryQuantizer):
-    """LFQ on K channel groups, one index of ``log2(codebook_size)`` bits per group.
-
-    Indices are ``(..., K)``. The exact codebook entropy is computed per group (over
-    ``codebook_size`` codes each) and summed; the factorized one is the same as for :class:`LFQ`.
-
-    Args:
-        codebook_size: Codes per group V, a power of two; each group has ``log2(V)`` channels.
-        num_codebooks: Number of groups K; the quantized width is ``K log2(V)`` channels.
-        dim: Latent width D; learned projections are added when it differs from ``K log2(V)``.
-        scale: Code magnitude s.
-        temperature: τ of the soft assignment, as in :class:`LFQ`.
-        entropy: ``"auto"``, ``"factorized"`` or ``"exact"``, as in :class:`LFQ`.
-        entropy_weight: Weight of the whole entropy penalty.
-        codebook_entropy_weight: γ, weight of the codebook entropy inside the penalty.
-        commitment_weight: Weight of the commitment loss.
-    """
-
-    def __init__(
-        self,
-        codebook_size: int = 2**9,
-        num_codebooks: int = 2,
-        dim: int | None = None,
-        scale: float = 1.0,
-        temperature: float = 1.0,
-        entropy: EntropyMode = "auto",
-        entropy_weight: float = 0.1,
-        codebook_entropy_weight: float = 1.0,
-        commitment_weight: float = 0.25,
-    ) -> None:
-        super().__init__(
-            codebook_size=codebook_size,
-            num_codebooks=num_codebooks,
-            grouped=True,
             dim=dim,
             scale=scale,
             temperature=temperature,

@@ -16,6 +16,9 @@ through their gradient, so an EMA codebook (no gradient) would ignore it: with `
 0`` the sub-codebooks are learned by gradient (``ema_decay=None``) unless told otherwise, and asking
 for both an EMA codebook and the regulariser is an error.
 
+PQ is a registration over :class:`~vqtok.quantizers.grouped.Grouped` (group losses averaged, see
+:mod:`vqtok.quantizers._compose`); its state dict keeps the keys ``groups.{g}.*`` of earlier versions.
+
 Written for vqtok; no code was copied from other implementations.
 """
 
@@ -23,13 +26,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._registry import register_quantizer
-from .base import Quantizer, QuantizerOutput
-from .vq import VQ
+from .grouped import Grouped
 
 __all__ = ["PQ"]
 
@@ -37,7 +37,7 @@ _AUTO = "auto"
 
 
 @register_quantizer("pq", example={"dim": 8, "codebook_size": 16, "num_groups": 2})
-class PQ(Quantizer):
+class PQ(Grouped):
     """Product quantizer: one VQ per channel group, optionally with disentangled sub-codebooks.
 
     Args:
@@ -61,8 +61,6 @@ class PQ(Quantizer):
             the disentanglement loss.
     """
 
-    has_learned_codebook = True
-
     def __init__(
         self,
         dim: int,
@@ -77,7 +75,6 @@ class PQ(Quantizer):
         kmeans_iters: int = 10,
         dead_code_threshold: float = 1.0,
     ) -> None:
-        super().__init__()
         if num_groups < 1 or dim < num_groups or dim % num_groups:
             raise ValueError(f"dim={dim} must be a positive multiple of num_groups={num_groups}")
         if disentangle_weight < 0:
@@ -89,68 +86,24 @@ class PQ(Quantizer):
                 "the disentanglement loss acts through the codebooks' gradient, which EMA codebooks do not use; "
                 "pass ema_decay=None (or 'auto')"
             )
-        self.dim = dim
-        self.codebook_size = codebook_size
-        self.index_shape = (num_groups,)
-        self.disentangle_weight = disentangle_weight
-        self.groups = nn.ModuleList(
-            VQ(
-                dim // num_groups,
-                codebook_size,
-                metric=metric,
-                ema_decay=ema_decay,
-                commitment_weight=commitment_weight,
-                codebook_weight=codebook_weight,
-                kmeans_init=kmeans_init,
-                kmeans_iters=kmeans_iters,
-                dead_code_threshold=dead_code_threshold,
-            )
-            for _ in range(num_groups)
-        )
-
-    def disentanglement(self) -> Tensor:
-        """Mean squared cosine similarity between codes of different sub-codebooks; 0-d tensor.
-
-        Carries the codebooks' gradient when they are learned by gradient; 0 for a single group.
-        """
-        codes = [F.normalize(group._codes(), dim=-1) for group in self.groups]  # G x (V, D/G)
-        total = codes[0].new_zeros(())
-        pairs = 0
-        for i in range(len(codes)):
-            for j in range(i + 1, len(codes)):
-                total = total + (codes[i] @ codes[j].T).square().mean()
-                pairs += 1
-        return total / max(pairs, 1)
-
-    # ------------------------------------------------------------------------------ contract methods
-    def _quantize(self, latents: Tensor) -> QuantizerOutput:
-        parts = latents.chunk(len(self.groups), dim=-1)  # G x (N, D/G)
-        outs = [group._quantize(part) for group, part in zip(self.groups, parts, strict=True)]
-        num = len(outs)
-        loss = sum((o.loss for o in outs), latents.new_zeros(())) / num
-        losses = {key: sum(o.losses[key] for o in outs) / num for key in outs[0].losses}
-        if self.disentangle_weight > 0:
-            losses["disentangle"] = self.disentanglement()
-            loss = loss + self.disentangle_weight * losses["disentangle"]
-        metrics = {key: torch.stack([o.metrics[key] for o in outs]).mean() for key in ("perplexity", "usage")}
-        if "restarted_codes" in outs[0].metrics:
-            metrics["restarted_codes"] = torch.stack([o.metrics["restarted_codes"] for o in outs]).sum()
-        return QuantizerOutput(
-            quantized=torch.cat([o.quantized for o in outs], -1),
-            indices=torch.stack([o.indices for o in outs], 1),
-            loss=loss,
-            losses=losses,
-            metrics=metrics,
+        super().__init__(
+            "vq",
+            num_groups=num_groups,
+            dim=dim,
+            quantizer_kwargs={
+                "codebook_size": codebook_size,
+                "metric": metric,
+                "ema_decay": ema_decay,
+                "commitment_weight": commitment_weight,
+                "codebook_weight": codebook_weight,
+                "kmeans_init": kmeans_init,
+                "kmeans_iters": kmeans_iters,
+                "dead_code_threshold": dead_code_threshold,
+            },
+            disentangle_weight=disentangle_weight,
         )
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:
         if options:
             raise ValueError(f"PQ.encode takes no options, got {sorted(options)}")
-        parts = latents.chunk(len(self.groups), dim=-1)
-        return torch.stack([group._encode(part) for group, part in zip(self.groups, parts, strict=True)], 1)
-
-    def _decode(self, indices: Tensor) -> Tensor:
-        return torch.cat([group._decode(indices[:, g]) for g, group in enumerate(self.groups)], -1)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, disentangle_weight={self.disentangle_weight}"
+        return super()._encode(latents)

@@ -261,6 +261,19 @@ class VQ(Quantizer):
     def _quantize(self, latents: Tensor) -> QuantizerOutput:
         return self._step(latents)
 
+    def _quantize_with_indices(self, latents: Tensor, indices: Tensor) -> QuantizerOutput:
+        return self._step(latents, indices=indices)
+
+    def _quantize_masked(self, latents: Tensor, mask: Tensor, options: dict[str, Any] | None = None) -> QuantizerOutput:
+        if not (self.training and cb.is_distributed()):
+            return super()._quantize_masked(latents, mask, options)
+        # Under DDP every rank must join every collective even when it has no valid token (residual
+        # quantizer dropout can leave a level none): padding rows stay in with weight 0 instead, so they
+        # add nothing to losses or statistics, and their output is detached (no gradient).
+        out = self._step(latents, weights=mask.float())
+        out.quantized = torch.where(mask[:, None], out.quantized, out.quantized.detach())
+        return out
+
     def _step(self, latents: Tensor, weights: Tensor | None = None, indices: Tensor | None = None) -> QuantizerOutput:
         """Quantizes ``(N, D)`` latents; ``weights`` ``(N,)`` (0 or 1) selects the rows that count.
 

@@ -164,9 +164,16 @@ def check_state_dict(q: Quantizer, fresh: Quantizer) -> None:
 
 
 def check_mask(q: Quantizer) -> None:
-    """Masked tokens take no part: the valid tokens' outputs equal those of forward(x[mask])."""
+    """Masked tokens take no part: the valid tokens' outputs equal those of forward(x[mask]).
+
+    Quantizers whose tokens interact (``token_wise = False``, e.g. multi-scale pooling) cannot be run on
+    ``x[mask]``; for them, changing the masked tokens must change no valid output, loss or state.
+    """
     x = make_latents(q, 2, 40, seed=6)
     mask = torch.rand(2, 40, generator=torch.Generator().manual_seed(0)) > 0.3
+    if not q.token_wise:
+        _check_mask_isolates(q, x, mask)
+        return
     for mode in (False, True):
         a, b = copy.deepcopy(q).train(mode), copy.deepcopy(q).train(mode)
         torch.manual_seed(0)
@@ -177,6 +184,22 @@ def check_mask(q: Quantizer) -> None:
         assert torch.equal(masked.indices[mask], plain.indices)
         torch.testing.assert_close(masked.loss, plain.loss)
         _assert_indices_valid(q, masked.indices, (2, 40))
+        assert _same_state(_snapshot(a), _snapshot(b)), "masked tokens changed the codebook state"
+
+
+def _check_mask_isolates(q: Quantizer, x: Tensor, mask: Tensor) -> None:
+    other = x.clone()
+    other[~mask] = 5.0 * torch.randn(int((~mask).sum()), q.dim, generator=torch.Generator().manual_seed(1))
+    for mode in (False, True):
+        a, b = copy.deepcopy(q).train(mode), copy.deepcopy(q).train(mode)
+        torch.manual_seed(0)
+        first = a(x, mask=mask)
+        torch.manual_seed(0)
+        second = b(other, mask=mask)
+        torch.testing.assert_close(first.quantized[mask], second.quantized[mask])
+        assert torch.equal(first.indices[mask], second.indices[mask])
+        torch.testing.assert_close(first.loss, second.loss)
+        _assert_indices_valid(q, first.indices, tuple(mask.shape))
         assert _same_state(_snapshot(a), _snapshot(b)), "masked tokens changed the codebook state"
 
 

@@ -30,9 +30,11 @@ from ..graphs.nodepiece import (
     NodePieceTables,
     check_tables,
     fit_tables,
+    lookup_hashes,
     new_node_tables,
     tables_from_dict,
     tables_to_dict,
+    token_names,
 )
 from ._pretrained import CheckpointError
 from ._registry import register_tokenizer
@@ -289,11 +291,7 @@ class NodePieceTokenizer(BaseTokenizer):
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.vocab_size):
             raise ValueError(f"ids must lie in [0, {self.vocab_size})")
         known, rows = self.tokens(), indices.reshape(-1, length).to(self.anchors.device).long()
-        unique, inverse = torch.unique(torch.cat([known, rows]), dim=0, return_inverse=True)
-        n = self.num_nodes
-        first = torch.full((unique.shape[0],), n, dtype=torch.long, device=known.device)
-        first.scatter_reduce_(0, inverse[:n], torch.arange(n, device=known.device), reduce="amin")
-        nodes = first[inverse[n:]]
+        n, nodes = self.num_nodes, lookup_hashes(known, rows)
         if bool((nodes == n).any()):
             bad = int((nodes == n).nonzero()[0])
             raise ValueError(f"row {bad} ({rows[bad].tolist()}) is not the hash of any node of the fitted graph")
@@ -342,13 +340,7 @@ class NodePieceTokenizer(BaseTokenizer):
     # -------------------------------------------------------------------------------- vocabulary
     def vocab(self) -> list[str]:
         """Readable name of every vocabulary id, e.g. ``"anchor:33"`` (node 33), ``"dist:2"``, ``"rel:1^-1"``."""
-        names = [f"anchor:{int(node)}" for node in self.anchors]
-        names.append("[NOANCHOR]")
-        names += [f"dist:{d}" for d in range(self.max_distance + 1)] + ["dist:inf"]
-        r = self.num_relation_types
-        names += [f"rel:{i}" if i < r else f"rel:{i - r}^-1" for i in range(self.num_relations)]
-        names.append("[PAD]")
-        return names
+        return token_names(self.tables)
 
     def token_id(self, name: str) -> int:
         """Vocabulary id of a name produced by :meth:`vocab`; ``ValueError`` if it is not one."""

@@ -21,7 +21,7 @@ from .._dist import DistInfo, all_reduce_sum_
 from ..data import StepBatchSampler, create_dataset
 from ..data.own import BadDataCounter, Decoder, OwnDataset, collate_own, is_shard_spec, open_records
 from ..data.shards import ShardStream, expand_shards
-from ..data.transforms import AudioTransform, ImageTransform
+from ..data.transforms import AudioTransform, ImageTransform, VideoTransform
 from ..tokenizers import tokenizer_class
 from .config import TrainConfig
 
@@ -46,6 +46,9 @@ def build_decoder(cfg: TrainConfig) -> Decoder:
     if hasattr(model, "image_size"):
         size = model.image_size
         size = (size, size) if isinstance(size, int) else tuple(size)
+        if hasattr(model, "frames"):  # clips: T = model.frames (1 + ft*k, or any count with repeat_last)
+            video = VideoTransform(size, model.frames, d.transform, d.crop_scale)
+            return Decoder("video", channels, video=video, extension=d.column)
         return Decoder("image", channels, image=ImageTransform(size, d.transform, d.crop_scale), extension=d.column)
     if hasattr(model, "sample_rate"):
         seconds = d.segment_seconds if d.segment_seconds is not None else d.kwargs.get("segment_seconds", 1.0)

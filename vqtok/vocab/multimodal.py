@@ -5,38 +5,13 @@ any number of vqtok tokenizers (:class:`~vqtok.tokenizers.BaseTokenizer`), one p
 ``"audio"``, ...), in the spirit of early-fusion token models (Chameleon Team, "Chameleon: Mixed-Modal
 Early-Fusion Foundation Models", arXiv:2405.09818). Written for vqtok.
 
-Id layout, in this order (every block starts where the previous one ends)::
-
-    [0, T)            text ids, exactly the text tokenizer's own ids
-    specials          <pad>, <bos>, <eos>, then for each modality in order: <name>, </name>
-    size tokens       <size:0> ... <size:G-1>, G = max_grid_size (absent when G = 0)
-    media blocks      for each modality in order: K blocks of V ids,
-                      id = offset + k * V + index[k]
-
-where ``V`` is the quantizer's ``codebook_size`` and ``K = prod(index_shape)`` the number of index entries
-per token. Each entry position ``k`` (a residual level, a group, ...) has its own block, so an id says which
-modality *and* which entry it encodes and misplaced ids are caught; the price is ``K * V`` embedding rows
-instead of ``V``.
-
-A media segment is ``<name> [<size:n_1> ... <size:n_r>] body </name>``. The size tokens give the token grid
-shape ``(n_1, ..., n_r)`` (e.g. ``(H/f, W/f)`` for images, frames for audio) and are left out for modalities
-built with a fixed ``grid_shape``. The body lists the grid's tokens in row-major (C) order and, within a
-token, its K entries consecutively (``index_shape`` flattened row-major), so a residual tokenizer's levels
-come coarse to fine for each token. Its length must be ``prod(grid) * K``.
-
-Outside segments, consecutive text ids form one text part; ``<pad>``, ``<bos>`` and ``<eos>`` end it and are
-otherwise dropped by :meth:`MultimodalVocab.decode`. An empty string encodes to no ids, and consecutive
-strings come back as one string.
+The id layout and the segment format are described in :mod:`vqtok.vocab.layout`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +19,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import CheckpointError, atomic_directory, read_versioned_json, sha256_file
+from .._io import CheckpointError
 from ..tokenizers import BaseTokenizer
+from .folder import FORMAT as FORMAT
+from .folder import FORMAT_VERSION as FORMAT_VERSION
+from .folder import TEXT_NAME as TEXT_NAME
+from .folder import VOCAB_NAME as VOCAB_NAME
+from .folder import read_vocab, save_vocab
+from .layout import SPECIAL_TOKENS as SPECIAL_TOKENS
+from .layout import MediaSegment as MediaSegment
+from .layout import ModalityLayout as ModalityLayout
+from .layout import as_id_array, assign_ids, check_modality_name
 from .text import load_text_tokenizer, text_vocab_size
 
 if TYPE_CHECKING:
@@ -53,76 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = ["MediaSegment", "ModalityLayout", "MultimodalVocab", "VOCAB_NAME"]
 
-VOCAB_NAME = "vocab.json"
-TEXT_NAME = "text/tokenizer.json"
-FORMAT = "vqtok-multimodal-vocab"
-FORMAT_VERSION = 1
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_RESERVED = {"pad", "bos", "eos", "size", "text"}
-
 Part = str | Tensor
 
 
-@dataclass(frozen=True)
-class MediaSegment:
-    """The indices of one media segment, before (or instead of) decoding them.
-
-    Attributes:
-        modality: Modality name, e.g. ``"image"``.
-        indices: int64 ``(*grid, *index_shape)``, one example without the batch dimension.
-    """
-
-    modality: str
-    indices: Tensor
-
-
-@dataclass(frozen=True)
-class ModalityLayout:
-    """Where one modality sits in the id space.
-
-    Attributes:
-        name: Modality name.
-        open_id: Id of ``<name>``.
-        close_id: Id of ``</name>``.
-        offset: First id of the modality's first index block.
-        codebook_size: V, ids per block.
-        index_shape: Trailing index shape of one token (``()`` or ``(L,)`` ...).
-        grid_shape: Fixed token grid, or ``None`` when every segment writes its grid as size tokens.
-    """
-
-    name: str
-    open_id: int
-    close_id: int
-    offset: int
-    codebook_size: int
-    index_shape: tuple[int, ...]
-    grid_shape: tuple[int, ...] | None
-
-    @property
-    def entries_per_token(self) -> int:
-        """K, index entries per grid token."""
-        return math.prod(self.index_shape)
-
-    @property
-    def num_ids(self) -> int:
-        """``K * V``, the size of the modality's media blocks."""
-        return self.entries_per_token * self.codebook_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "open_id": self.open_id,
-            "close_id": self.close_id,
-            "offset": self.offset,
-            "codebook_size": self.codebook_size,
-            "index_shape": list(self.index_shape),
-            "grid_shape": None if self.grid_shape is None else list(self.grid_shape),
-        }
-
-
 class MultimodalVocab:
-    """Text plus media tokenizers behind one id space (layout in the module docstring).
+    """Text plus media tokenizers behind one id space (layout in :mod:`vqtok.vocab.layout`).
 
     Args:
         text: A ``tokenizers.Tokenizer`` (e.g. from :func:`~vqtok.vocab.train_bpe`) or the path of a
@@ -154,8 +73,7 @@ class MultimodalVocab:
         if max_grid_size < 0:
             raise ValueError(f"max_grid_size must be >= 0, got {max_grid_size}")
         for name, tok in tokenizers.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name) or name in _RESERVED:
-                raise ValueError(f"modality name {name!r} must match [a-z][a-z0-9_]* and not be one of {_RESERVED}")
+            check_modality_name(name)
             if not isinstance(tok, BaseTokenizer):
                 raise ValueError(f"modality {name!r}: expected a vqtok BaseTokenizer, got {type(tok).__name__}")
             if name not in grid_shapes and max_grid_size == 0:
@@ -164,31 +82,12 @@ class MultimodalVocab:
         self.max_grid_size = int(max_grid_size)
         self.text_vocab_size = text_vocab_size(self.text)
 
-        # Specials right after the text ids, then size tokens, then media blocks.
-        self.special_tokens: dict[str, int] = {}
-        for tok_name in SPECIAL_TOKENS:
-            self.special_tokens[tok_name] = self.text_vocab_size + len(self.special_tokens)
-        for name in self.tokenizers:
-            for tag in (f"<{name}>", f"</{name}>"):
-                self.special_tokens[tag] = self.text_vocab_size + len(self.special_tokens)
+        blocks = {name: (int(tok.codebook_size), tuple(tok.index_shape)) for name, tok in self.tokenizers.items()}
+        self.special_tokens, self.layouts, self._size = assign_ids(
+            self.text_vocab_size, blocks, grid_shapes, self.max_grid_size
+        )
         self.size_offset = self.text_vocab_size + len(self.special_tokens)
-        offset = self.size_offset + self.max_grid_size
-        self.media_offset = offset
-        self.layouts: dict[str, ModalityLayout] = {}
-        for name, tok in self.tokenizers.items():
-            grid = grid_shapes.get(name)
-            layout = ModalityLayout(
-                name=name,
-                open_id=self.special_tokens[f"<{name}>"],
-                close_id=self.special_tokens[f"</{name}>"],
-                offset=offset,
-                codebook_size=int(tok.codebook_size),
-                index_shape=tuple(int(s) for s in tok.index_shape),
-                grid_shape=None if grid is None else tuple(int(s) for s in grid),
-            )
-            self.layouts[name] = layout
-            offset += layout.num_ids
-        self._size = offset
+        self.media_offset = self.size_offset + self.max_grid_size
         self._open = {lay.open_id: lay for lay in self.layouts.values()}
         self._close = {lay.close_id: lay for lay in self.layouts.values()}
 
@@ -309,33 +208,7 @@ class MultimodalVocab:
             ValueError: On a wrong trailing shape, an index out of ``[0, V)`` or a grid that does not fit.
         """
         lay = self._layout(modality)
-        if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.dtype == torch.bool:
-            raise ValueError(f"{modality!r} indices must be an integer tensor")
-        trailing = len(lay.index_shape)
-        if indices.ndim < trailing or tuple(indices.shape[indices.ndim - trailing :]) != lay.index_shape:
-            raise ValueError(
-                f"{modality!r} indices must end in index_shape {lay.index_shape}, got {tuple(indices.shape)}"
-            )
-        grid = tuple(indices.shape[: indices.ndim - trailing])
-        header: list[int] = [lay.open_id]
-        if lay.grid_shape is not None:
-            if grid != lay.grid_shape:
-                raise ValueError(f"{modality!r} has the fixed grid {lay.grid_shape}, this example gives {grid}")
-        else:
-            if not grid or max(grid) >= self.max_grid_size:
-                raise ValueError(
-                    f"{modality!r} grid {grid} needs at least one dimension, each below max_grid_size "
-                    f"{self.max_grid_size}"
-                )
-            header += [self.size_offset + n for n in grid]
-        flat = indices.reshape(-1, lay.entries_per_token).long().cpu()
-        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= lay.codebook_size):
-            raise ValueError(
-                f"{modality!r} indices must lie in [0, {lay.codebook_size}), got [{int(flat.min())}, {int(flat.max())}]"
-            )
-        blocks = lay.offset + torch.arange(lay.entries_per_token) * lay.codebook_size
-        body = (flat + blocks).reshape(-1)
-        return torch.cat([torch.tensor(header), body, torch.tensor([lay.close_id])])
+        return lay.segment_ids(indices, self.size_offset, self.max_grid_size)
 
     def _infer_modality(self, signal: Tensor, position: int) -> str:
         fits = []
@@ -368,7 +241,7 @@ class MultimodalVocab:
                 id outside its segment or in the wrong entry block, missing or misplaced size tokens, or a
                 body whose length does not match its grid.
         """
-        arr = self._as_array(ids)
+        arr = as_id_array(ids)
         if arr.size and (arr.min() < 0 or arr.max() >= self._size):
             bad = int(np.flatnonzero((arr < 0) | (arr >= self._size))[0])
             raise ValueError(f"id {int(arr[bad])} at position {bad} is outside the vocabulary [0, {self._size})")
@@ -393,7 +266,7 @@ class MultimodalVocab:
                         f"{self.id_to_token(sid)} at position {s} inside the <{lay.name}> segment opened at "
                         f"position {open_at}; segments cannot nest and must be closed by </{lay.name}>"
                     )
-                parts.append(self._parse_segment(arr, open_at, s, lay))
+                parts.append(lay.parse_segment(arr, open_at, s, self.size_offset, self.media_offset, self.id_to_token))
                 open_at = None
             pos = s + 1
         if open_at is not None:
@@ -438,59 +311,6 @@ class MultimodalVocab:
             i = start + int(bad[0])
             raise ValueError(f"{self.id_to_token(int(arr[i]))} (id {int(arr[i])}) at position {i} outside any segment")
 
-    def _parse_segment(self, arr: np.ndarray, open_at: int, close_at: int, lay: ModalityLayout) -> MediaSegment:
-        inner = arr[open_at + 1 : close_at]
-        is_size = (inner >= self.size_offset) & (inner < self.media_offset)
-        num_sizes = int(np.argmin(is_size)) if not is_size.all() else int(inner.size)
-        if is_size[num_sizes:].any():
-            i = open_at + 1 + num_sizes + int(np.flatnonzero(is_size[num_sizes:])[0])
-            raise ValueError(f"size token at position {i} inside the body of the <{lay.name}> segment")
-        if lay.grid_shape is not None:
-            if num_sizes:
-                raise ValueError(f"<{lay.name}> at position {open_at} has a fixed grid and takes no size tokens")
-            grid = lay.grid_shape
-        else:
-            if not num_sizes:
-                raise ValueError(f"<{lay.name}> segment at position {open_at} lacks its grid size tokens")
-            grid = tuple(int(v) - self.size_offset for v in inner[:num_sizes])
-        body = inner[num_sizes:]
-        k = lay.entries_per_token
-        expected = math.prod(grid) * k
-        if body.size != expected:
-            raise ValueError(
-                f"<{lay.name}> segment at position {open_at} has {body.size} body ids, but grid {grid} with "
-                f"{k} entries per token needs {expected}"
-            )
-        # Entry j of a token must come from block j: this catches foreign ids and shifted levels alike.
-        local = body - lay.offset
-        block_start = (np.arange(body.size) % k) * lay.codebook_size
-        bad = np.flatnonzero((local < block_start) | (local >= block_start + lay.codebook_size))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"id {int(body[i])} ({self.id_to_token(int(body[i]))}) at position {open_at + 1 + num_sizes + i} "
-                f"is not a valid entry {i % k} of a <{lay.name}> token (ids [{lay.offset + int(block_start[i])}, "
-                f"{lay.offset + int(block_start[i]) + lay.codebook_size}))"
-            )
-        indices = torch.from_numpy((local - block_start).astype(np.int64)).reshape(*grid, *lay.index_shape)
-        return MediaSegment(lay.name, indices)
-
-    @staticmethod
-    def _as_array(ids: Tensor | Sequence[int] | np.ndarray) -> np.ndarray:
-        if isinstance(ids, Tensor):
-            if ids.is_floating_point() or ids.dtype == torch.bool:
-                raise ValueError(f"ids must be an integer tensor, got {ids.dtype}")
-            arr = ids.detach().cpu().numpy()
-        else:
-            arr = np.asarray(ids)
-            if arr.size == 0:
-                arr = arr.astype(np.int64)
-            elif not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
-        if arr.ndim != 1:
-            raise ValueError(f"ids must be one-dimensional (N,), got shape {arr.shape}")
-        return arr.astype(np.int64, copy=False)
-
     def _layout(self, name: str) -> ModalityLayout:
         if name not in self.layouts:
             raise ValueError(f"unknown modality {name!r}; this vocabulary has {list(self.layouts)}")
@@ -520,26 +340,7 @@ class MultimodalVocab:
         Returns:
             The directory.
         """
-        from ..version import __version__
-
-        directory = Path(directory)
-        with atomic_directory(directory) as tmp:
-            (tmp / TEXT_NAME).parent.mkdir(parents=True)
-            (tmp / TEXT_NAME).write_text(self.text.to_str(), encoding="utf-8")
-            files = [TEXT_NAME]
-            for name, tok in self.tokenizers.items():
-                sub = tmp / "modalities" / name
-                tok.save_pretrained(sub)
-                files += sorted(p.relative_to(tmp).as_posix() for p in sub.iterdir() if not p.name.startswith("."))
-            payload = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "vqtok_version": __version__,
-                "layout": self.config(),
-                "files": {rel: sha256_file(tmp / rel) for rel in files},
-            }
-            (tmp / VOCAB_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return directory
+        return save_vocab(self, directory)
 
     @classmethod
     def from_pretrained(
@@ -556,37 +357,9 @@ class MultimodalVocab:
             CheckpointError: When ``vocab.json`` or a part is missing, corrupt, altered after saving, saved by a
                 newer vqtok, or yields a different id layout than the one recorded.
         """
-        directory = Path(directory)
-        path = directory / VOCAB_NAME
-        if not path.is_file():
-            raise CheckpointError(f"{str(path)!r} is missing: not a MultimodalVocab directory (see save_pretrained)")
-        payload = read_versioned_json(path, FORMAT, FORMAT_VERSION, what="MultimodalVocab file")
-        files = payload.get("files", {})
-        if not isinstance(files, dict) or not isinstance(payload.get("layout"), dict):
-            raise CheckpointError(f"{str(path)!r} is corrupt: 'files' and 'layout' must be mappings")
-        for rel, digest in files.items():
-            part = directory / rel
-            if not part.is_file():
-                raise CheckpointError(f"vocabulary part {str(part)!r} is missing")
-            if verify and sha256_file(part) != digest:
-                raise CheckpointError(
-                    f"vocabulary part {str(part)!r} is corrupt or was changed after saving (SHA-256 differs from "
-                    f"{VOCAB_NAME}; pass verify=False to load it anyway)"
-                )
-        layout = payload["layout"]
-        try:
-            text = load_text_tokenizer(directory / TEXT_NAME)
-        except (FileNotFoundError, ValueError) as err:
-            raise CheckpointError(f"text tokenizer of {str(directory)!r}: {err}") from err
-        tokenizers = {
-            m["name"]: BaseTokenizer.from_pretrained(
-                directory / "modalities" / m["name"], map_location=map_location, verify=verify
-            )
-            for m in layout["modalities"]
-        }
-        grids = {m["name"]: tuple(m["grid_shape"]) for m in layout["modalities"] if m["grid_shape"] is not None}
-        vocab = cls(text, tokenizers, grid_shapes=grids, max_grid_size=layout["max_grid_size"])
-        if vocab.config() != layout:
+        parts = read_vocab(directory, map_location, verify)
+        vocab = cls(parts.text, parts.tokenizers, grid_shapes=parts.grid_shapes, max_grid_size=parts.max_grid_size)
+        if vocab.config() != parts.layout:
             raise CheckpointError(f"{str(directory)!r}: the loaded parts give a different id layout than recorded")
         return vocab
 

@@ -1,0 +1,124 @@
+"""Residual FSQ, LFQ and BSQ: registrations over :class:`Residual`.
+
+Each level quantizes the scaled residual of the previous ones with a fixed grid (no codebook to learn),
+so level ``l`` sees ``s**l`` times the residual (``level_scale``) and contributes its output divided by
+``s**l``; otherwise later levels would see residuals far below their grid's step. The defaults follow
+vector-quantize-pytorch's ``ResidualFSQ`` (``s = levels``, per channel) and ``ResidualLFQ`` (``s = 2``).
+A latent width ``dim`` that differs from the grid's width adds one learned projection around the whole
+stack, as in the peer (the levels themselves are never projected).
+
+Losses are summed over levels (:mod:`vqtok.quantizers._compose`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ._registry import register_quantizer
+from .bsq import BSQ
+from .fsq import FSQ
+from .lfq import LFQ
+from .residual import Residual
+
+__all__ = ["ResidualBSQ", "ResidualFSQ", "ResidualLFQ"]
+
+
+def _shared(dim: int | None, width: int) -> int | None:
+    return None if dim is None or dim == width else width
+
+
+@register_quantizer("residual_fsq", example={"levels": (5, 5, 3), "num_levels": 3, "quantizer_dropout": 0.5})
+class ResidualFSQ(Residual):
+    """Residual FSQ: L levels of :class:`~vqtok.quantizers.fsq.FSQ`, level ``l`` scaled by ``levels**l``.
+
+    Args:
+        levels: Values per channel of every level, e.g. ``(8, 5, 5, 5)``.
+        num_levels: Number of levels L.
+        dim: Latent width D; ``None`` is ``len(levels)``.
+        quantizer_dropout: Per-token probability of keeping a random level prefix in training.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[int] = (8, 5, 5, 5),
+        num_levels: int = 4,
+        dim: int | None = None,
+        quantizer_dropout: float = 0.0,
+    ) -> None:
+        levels = tuple(int(v) for v in levels)
+        super().__init__(
+            [FSQ(levels) for _ in range(num_levels)],
+            dim=dim,
+            quantizer_dropout=quantizer_dropout,
+            level_scale=[float(v) for v in levels],
+            shared_codebook_dim=_shared(dim, len(levels)),
+        )
+        self.levels_per_channel = levels
+
+
+@register_quantizer("residual_lfq", example={"codebook_size": 2**4, "num_levels": 3, "dim": 6})
+class ResidualLFQ(Residual):
+    """Residual LFQ: L levels of :class:`~vqtok.quantizers.lfq.LFQ`, level ``l`` scaled by ``2**l``.
+
+    Args:
+        codebook_size: Codes per level V, a power of two (``log2(V)`` sign bits).
+        num_levels: Number of levels L.
+        dim: Latent width D; ``None`` is ``log2(V)``.
+        quantizer_dropout: Per-token probability of keeping a random level prefix in training.
+        level_scale: Scale ratio between consecutive levels.
+        **lfq_kwargs: Passed to every level's LFQ (``temperature``, ``entropy``, ``entropy_weight``, ...).
+    """
+
+    def __init__(
+        self,
+        codebook_size: int = 2**10,
+        num_levels: int = 4,
+        dim: int | None = None,
+        quantizer_dropout: float = 0.0,
+        level_scale: float = 2.0,
+        **lfq_kwargs: object,
+    ) -> None:
+        bits = max(int(codebook_size).bit_length() - 1, 1)  # validated by LFQ
+        super().__init__(
+            [LFQ(codebook_size, **lfq_kwargs) for _ in range(num_levels)],  # type: ignore[arg-type]
+            dim=dim,
+            quantizer_dropout=quantizer_dropout,
+            level_scale=level_scale,
+            shared_codebook_dim=_shared(dim, bits),
+        )
+
+
+@register_quantizer("residual_bsq", example={"codebook_size": 2**4, "num_levels": 3, "dim": 6})
+class ResidualBSQ(Residual):
+    """Residual BSQ: L levels of :class:`~vqtok.quantizers.bsq.BSQ` (unit-norm codes), level ``l`` scaled by ``2**l``.
+
+    Every BSQ level returns a unit vector whatever its input's norm, so level ``l`` adds a vector of norm
+    ``2**-l``: the stack suits latents of about unit norm.
+
+    Args:
+        codebook_size: Codes per level V, a power of two.
+        num_levels: Number of levels L.
+        dim: Latent width D; ``None`` is ``log2(V)``.
+        quantizer_dropout: Per-token probability of keeping a random level prefix in training.
+        level_scale: Scale ratio between consecutive levels.
+        **bsq_kwargs: Passed to every level's BSQ (``temperature``, ``entropy``, ...).
+    """
+
+    def __init__(
+        self,
+        codebook_size: int = 2**10,
+        num_levels: int = 4,
+        dim: int | None = None,
+        quantizer_dropout: float = 0.0,
+        level_scale: float = 2.0,
+        **bsq_kwargs: object,
+    ) -> None:
+        bits = max(int(math.log2(max(int(codebook_size), 2))), 1)
+        super().__init__(
+            [BSQ(codebook_size, **bsq_kwargs) for _ in range(num_levels)],  # type: ignore[arg-type]
+            dim=dim,
+            quantizer_dropout=quantizer_dropout,
+            level_scale=level_scale,
+            shared_codebook_dim=_shared(dim, bits),
+        )
