@@ -48,8 +48,8 @@ def test_settings_and_discriminator_come_from_the_model_config() -> None:
 
 
 def test_a_modality_without_a_discriminator_fails_clearly() -> None:
-    fake = SimpleNamespace(modality="audio", config=SimpleNamespace(gan_weight=0.1))
-    with pytest.raises(ValueError, match="no discriminator is registered for modality 'audio'"):
+    fake = SimpleNamespace(modality="hologram", config=SimpleNamespace(gan_weight=0.1))
+    with pytest.raises(ValueError, match="no discriminator is registered for modality 'hologram'"):
         build_adversary(fake)
 
 

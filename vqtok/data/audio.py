@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from ..modalities.audio import read_wav
 from ._registry import register_dataset
 
-__all__ = ["AudioSegmentDataset", "asterisk_en", "is_test_file", "read_wav"]
+__all__ = ["AudioSegmentDataset", "asterisk_en", "is_test_file", "read_wav", "speech_folder"]
 
 ASTERISK_DIR = "/usr/share/asterisk/sounds/en"
 ASTERISK_APT = "asterisk-core-sounds-en-wav"
@@ -125,3 +125,58 @@ def asterisk_en(
         raise ValueError(f"segment_seconds={segment_seconds} is shorter than one sample")
     hop = segment if split == "test" else max(1, int(round(segment * (1 - overlap))))
     return AudioSegmentDataset(waveforms, [f.name for f in chosen], rate, segment, hop)
+
+
+@register_dataset("speech_folder")
+def speech_folder(
+    split: str = "train",
+    root: str | None = None,
+    sample_rate: int = 16000,
+    segment_seconds: float = 1.0,
+    overlap: float = 0.5,
+) -> AudioSegmentDataset:
+    """Every 16-bit PCM WAV under ``root`` (recursively), mixed to mono and resampled to ``sample_rate`` with
+    ``soxr``; ``(1, segment)`` items, split by :func:`is_test_file` like ``asterisk_en``.
+
+    Any recordings that ship offline serve: the Asterisk prompts (8 kHz, so upsampled audio has no content above
+    4 kHz), or speech synthesised by ``espeak-ng`` (22.05 kHz; ``python examples/espeak_corpus.py DIR``).
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        root: The folder (default ``$VQTOK_SPEECH_DIR``).
+        sample_rate: Rate of the items in Hz.
+        segment_seconds: Length of one item.
+        overlap: Fraction shared by consecutive training items.
+
+    Raises:
+        FileNotFoundError: When ``root`` holds no WAV file.
+        ValueError: On a bad split, rate, segment length or overlap.
+        ImportError: When a file needs resampling and ``soxr`` is missing.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if sample_rate < 1 or not 0.0 <= overlap < 1.0:
+        raise ValueError(f"need sample_rate >= 1 and overlap in [0, 1), got {sample_rate} and {overlap}")
+    directory = Path(root or os.environ.get("VQTOK_SPEECH_DIR", ""))
+    files = sorted(directory.rglob("*.wav")) if str(directory) and directory.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no *.wav under {str(directory)!r}: pass data.kwargs.root (or set VQTOK_SPEECH_DIR) to a folder of "
+            f"16-bit WAVs, e.g. {ASTERISK_DIR} (apt-get install {ASTERISK_APT}) or one made by "
+            "examples/espeak_corpus.py (apt-get install espeak-ng)"
+        )
+    chosen = [f for f in files if is_test_file(f.name) == (split == "test")]
+    waveforms = []
+    for f in chosen:
+        wav, rate = read_wav(f)
+        wav = wav.mean(0, keepdim=True)
+        if rate != sample_rate:
+            from ..tokenizers.audio_input import resample
+
+            wav = resample(wav, rate, sample_rate)
+        waveforms.append(wav)
+    segment = int(round(segment_seconds * sample_rate))
+    if segment < 1:
+        raise ValueError(f"segment_seconds={segment_seconds} is shorter than one sample")
+    hop = segment if split == "test" else max(1, int(round(segment * (1 - overlap))))
+    return AudioSegmentDataset(waveforms, [str(f.relative_to(directory)) for f in chosen], sample_rate, segment, hop)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ..metrics.audio import audio_metrics
+from ..metrics.audio import audio_metrics, speech_metrics, streaming_rtf
 from ..metrics.report import Panel
 from ._arrays import scale_integers_and_check_floats
 from ._registry import register_modality
@@ -156,6 +156,32 @@ def _report(directory: Path, originals: Tensor, recons: Tensor, context: Mapping
     return [Panel("Audio (before / after)", sounds=tuple(pairs))]
 
 
+def _speech_metrics(model: Any, recon: Tensor, target: Tensor) -> dict[str, Tensor]:
+    rate = getattr(getattr(model, "config", None), "sample_rate", None)
+    return speech_metrics(recon, target, rate) if rate else {}
+
+
+def _summary(model: Any) -> dict[str, float]:
+    """Bitrate, algorithmic latency and, for streamable (causal) codecs on the CPU, the one-thread real-time factor
+    of ``encode_stream`` + ``decode_stream`` in hop-sized chunks."""
+    import torch
+
+    out: dict[str, float] = {}
+    if hasattr(model, "bitrate_kbps"):
+        out["bitrate_kbps"] = float(model.bitrate_kbps())
+    latency = getattr(model, "algorithmic_latency_ms", None)
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if latency is not None and on_cpu:
+        out["algorithmic_latency_ms"] = float(latency)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            out["stream_rtf_1thread"] = streaming_rtf(model, model.config.sample_rate, seconds=2.0)
+        finally:
+            torch.set_num_threads(threads)
+    return out
+
+
 def _sniff(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return ".wav"
@@ -183,5 +209,7 @@ AUDIO = register_modality(
             channels=getattr(config, "in_channels", None), sample_rate=getattr(config, "sample_rate", None)
         ),
         sniff=_sniff,
+        model_metrics=_speech_metrics,
+        model_summary=_summary,
     )
 )

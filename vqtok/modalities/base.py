@@ -65,6 +65,9 @@ class Modality:
         read_options: ``tokenizer config -> ReadOptions``: what the readers need to know about a model.
         sniff: ``(first bytes) -> suffix or None``: recognises the modality's files by content, for data
             without a trustworthy file name (Parquet byte columns).
+        model_metrics: ``(model, recon, target) -> {name: (B,) tensor}``: per-example metrics that need the
+            model (a sample rate); NaN marks an example where the metric is undefined (left out of its mean).
+        model_summary: ``model -> {name: float}``: per-model figures for ``vqtok eval`` (bitrate, latency, speed).
     """
 
     name: str
@@ -77,6 +80,8 @@ class Modality:
     report: Callable[[Path, Tensor, Tensor, Mapping[str, Any]], list[Panel]] | None = None
     read_options: Callable[[Any], ReadOptions] = field(default=lambda config: ReadOptions())
     sniff: Callable[[bytes], str | None] = field(default=lambda head: None)
+    model_metrics: Callable[[Any, Tensor, Tensor], dict[str, Tensor]] | None = None
+    model_summary: Callable[[Any], dict[str, float]] | None = None
 
     @property
     def suffixes(self) -> tuple[str, ...]:

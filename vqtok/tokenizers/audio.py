@@ -10,23 +10,34 @@ losses, plus an optional batch-pooled SNR term (``snr_weight``) for waveform fid
 and no weights are shipped. Written for vqtok; no code was copied.
 
 Lengths: the encoder right-pads ``T`` with zeros to the next multiple of the hop. ``forward`` crops the
-reconstruction back to ``T``; :meth:`AudioTokenizer.decode` returns ``frames * hop`` samples unless it is
-given ``length=T`` (store ``T`` next to the indices to restore the exact length).
+reconstruction back to ``T`` (and takes its losses there); :meth:`AudioTokenizer.decode` returns ``frames * hop``
+samples unless it is given ``length=T`` (store ``T`` next to the indices to restore the exact length).
+
+Streaming: with ``causal=True`` every convolution pads on the left only (:mod:`vqtok.layers.conv1d`), and
+:meth:`AudioTokenizer.encode_stream` / :meth:`AudioTokenizer.decode_stream` turn any chunking of a signal into
+exactly the tokens and samples of whole-signal :meth:`encode` / :meth:`decode`. Input that is not a finite float
+``(B, C, T)`` batch is refused; :func:`vqtok.tokenizers.audio_input.to_waveform` converts int16, stereo and other
+sample rates.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..layers.audio_losses import MultiScaleSpectralLoss, snr_loss
+from ..layers.codec1d import ConvDecoder1d, ConvEncoder1d
+from ..layers.conv1d import StreamCache
 from ._config import TokenizerConfig
 from ._registry import register_tokenizer
+from .audio_input import check_waveform
 from .base import Tokenizer, TokenizerOutput
 
 __all__ = ["AudioConfig", "AudioTokenizer"]
@@ -57,6 +68,21 @@ class AudioConfig(TokenizerConfig):
             0 leaves it out. It drives the waveform (phase) fidelity that SI-SNR measures, which the
             magnitude-only spectral terms cannot.
         fft_sizes: FFT sizes of the spectral terms.
+        causal: Left-only padding in every convolution: frame ``t`` depends on samples up to the end of
+            frame ``t`` only, which makes :meth:`AudioTokenizer.encode_stream` / ``decode_stream`` possible
+            (algorithmic latency one hop). ``False`` (default, and what older checkpoints were trained
+            with) pads both sides and sees about a hop into the future.
+        gan_weight: Adversarial training (read by :mod:`vqtok.train.adversarial`, which builds the
+            multi-period + multi-scale STFT discriminator); 0 (default) trains without one.
+        gan_start_step: Step at which the adversarial terms switch on.
+        gan_loss: ``"hinge"`` or ``"lsgan"``.
+        gan_feature_weight: Feature-matching weight inside the generator's adversarial term.
+        gan_balance: Balance the adversarial gradient against the reconstruction gradient (see
+            :class:`vqtok.train.adversarial.AdversarialSettings`).
+        disc_channels: Width of each sub-discriminator.
+        disc_layers: Hidden layers of each sub-discriminator.
+        disc_periods: Periods of the multi-period discriminator.
+        disc_fft_sizes: FFT sizes of the multi-scale STFT discriminator.
     """
 
     quantizer: str = "rvq"
@@ -71,6 +97,16 @@ class AudioConfig(TokenizerConfig):
     mel_weight: float = 1.0
     snr_weight: float = 0.0
     fft_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    causal: bool = False
+    gan_weight: float = 0.0
+    gan_start_step: int = 0
+    gan_loss: str = "hinge"
+    gan_feature_weight: float = 0.0
+    gan_balance: bool = False
+    disc_channels: int = 16
+    disc_layers: int = 3
+    disc_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    disc_fft_sizes: tuple[int, ...] = (256, 512, 1024)
 
     def __post_init__(self) -> None:
         if not self.strides or min(self.strides) < 1:
@@ -84,80 +120,6 @@ class AudioConfig(TokenizerConfig):
     def hop(self) -> int:
         """Samples per token frame: the product of the strides."""
         return math.prod(self.strides)
-
-
-class _ResUnit1d(nn.Module):
-    """``x + conv1x1(elu(conv7_dilated(elu(x))))``; same length, same width."""
-
-    def __init__(self, channels: int, dilation: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation)
-        self.proj = nn.Conv1d(channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.proj(F.elu(self.conv(F.elu(x))))
-
-
-class _Down(nn.Module):
-    """Strided conv, kernel ``2s``: ``(B, C, T) -> (B, C', T / s)`` for ``T`` divisible by ``s``."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.conv = nn.Conv1d(c_in, c_out, 2 * stride, stride=stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        # kernel - stride = stride extra samples, split so that the output has exactly T / s frames.
-        s = self.stride
-        return self.conv(F.pad(F.elu(x), ((s + 1) // 2, s // 2)))
-
-
-class _Up(nn.Module):
-    """Transposed conv, kernel ``2s``: ``(B, C, L) -> (B, C', L * s)``."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.conv = nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        s = self.stride
-        y = self.conv(F.elu(x))  # (B, C', L * s + s)
-        return y[..., (s + 1) // 2 : y.shape[-1] - s // 2]
-
-
-class _Encoder(nn.Module):
-    def __init__(self, cfg: AudioConfig, out_dim: int) -> None:
-        super().__init__()
-        c = cfg.channels
-        layers: list[nn.Module] = [nn.Conv1d(cfg.in_channels, c, 7, padding=3)]
-        for stride in cfg.strides:
-            layers += [_ResUnit1d(c, d) for d in cfg.res_dilations]
-            layers.append(_Down(c, 2 * c, stride))
-            c *= 2
-        layers += [nn.ELU(), nn.Conv1d(c, out_dim, 3, padding=1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, T) -> (B, D, T / hop)``."""
-        return self.net(x)
-
-
-class _Decoder(nn.Module):
-    def __init__(self, cfg: AudioConfig, in_dim: int) -> None:
-        super().__init__()
-        c = cfg.channels * 2 ** len(cfg.strides)
-        layers: list[nn.Module] = [nn.Conv1d(in_dim, c, 7, padding=3)]
-        for stride in reversed(cfg.strides):
-            layers.append(_Up(c, c // 2, stride))
-            c //= 2
-            layers += [_ResUnit1d(c, d) for d in cfg.res_dilations]
-        layers += [nn.ELU(), nn.Conv1d(c, cfg.in_channels, 7, padding=3)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: Tensor) -> Tensor:
-        """``(B, D, L) -> (B, C, L * hop)``."""
-        return self.net(z)
 
 
 @register_tokenizer("audio")
@@ -177,8 +139,10 @@ class AudioTokenizer(Tokenizer):
 
     def __init__(self, config: AudioConfig) -> None:
         super().__init__(config)
-        self.encoder = _Encoder(config, self.quantizer.dim)
-        self.decoder = _Decoder(config, self.quantizer.dim)
+        c = config
+        net = (c.in_channels, c.channels, tuple(c.strides), tuple(c.res_dilations), self.quantizer.dim, c.causal)
+        self.encoder = ConvEncoder1d(*net)
+        self.decoder = ConvDecoder1d(*net)
         self.spectral_loss = MultiScaleSpectralLoss(config.sample_rate, config.fft_sizes)
 
     # ------------------------------------------------------------------------------------- rate
@@ -209,11 +173,17 @@ class AudioTokenizer(Tokenizer):
         return self.frames_per_second * bits / 1000.0
 
     # ---------------------------------------------------------------------------------- layouts
+    @property
+    def algorithmic_latency_ms(self) -> float | None:
+        """Causal models: one hop (the encoder waits for a whole frame, the decoder adds nothing); ``None``
+        for a non-causal model, which needs the whole signal."""
+        return 1000.0 * self.hop / self.config.sample_rate if self.config.causal else None
+
     def check_signal(self, signal: Tensor) -> None:
-        super().check_signal(signal)
-        c = self.config.in_channels
-        if signal.ndim != 3 or signal.shape[1] != c or signal.shape[-1] < 1:
-            raise ValueError(f"AudioTokenizer expects waveforms (B, {c}, T) with T >= 1, got {tuple(signal.shape)}")
+        """Refuses anything but finite float ``(B, C, T)`` waveforms with ``T >= 1``; signals shorter than a hop
+        are zero-padded to one frame. Convert int16 / stereo / other rates with
+        :func:`vqtok.tokenizers.audio_input.to_waveform`."""
+        check_waveform(signal, self.config.in_channels, f"{type(self).__name__} input")
 
     def _encode_latents(self, signal: Tensor) -> Tensor:
         pad = -signal.shape[-1] % self.hop
@@ -225,14 +195,24 @@ class AudioTokenizer(Tokenizer):
         return self.decoder(rearrange(quantized, "b t d -> b d t"))
 
     def forward(self, signal: Tensor, mask: Tensor | None = None) -> TokenizerOutput:
-        """As :meth:`Tokenizer.forward`; ``recon`` is cropped back to the input length ``T``."""
+        """As :meth:`Tokenizer.forward`; ``recon`` is cropped back to the input length ``T`` *before* the losses, so
+        they (and the gradients a GAN balancer compares on ``recon``) cover the real samples only."""
         self.check_signal(signal)
-        length = signal.shape[-1]
-        out = super().forward(F.pad(signal, (0, -length % self.hop)), mask)
-        if out.recon.shape[-1] != length:
-            # Losses were taken on the padded signal, whose tail is zeros the codec also learns to keep.
-            out.recon = out.recon[..., :length]
-        return out
+        signal = self._cast_signal(signal)  # fp16/bf16/fp64 to the parameters' dtype, as the base class does
+        qout = self.quantizer(self._encode_latents(signal), mask=mask)
+        recon = self._decode_latents(qout.quantized)[..., : signal.shape[-1]]
+        rec_loss, losses = self._reconstruction_losses(signal, recon)
+        losses = {**losses, **{f"q_{k}": v.detach() for k, v in qout.losses.items()}}
+        metrics = {f"q_{k}": v for k, v in qout.metrics.items()}
+        return TokenizerOutput(recon, qout, rec_loss + qout.loss, losses, metrics)
+
+    @torch.no_grad()
+    def encode(self, signal: Tensor, **options: Any) -> Tensor:
+        """As :meth:`Tokenizer.encode`; a causal model runs the stream (so chunking never changes a token)."""
+        if not self.config.causal:
+            return super().encode(signal, **options)
+        self.check_signal(signal)
+        return torch.cat(list(self.encode_stream([signal], **options)), dim=1)
 
     def decode(self, indices: Tensor, length: int | None = None) -> Tensor:
         """Indices ``(B, frames, *index_shape)`` (any level prefix) -> ``(B, C, frames * hop)`` waveforms.
@@ -246,13 +226,90 @@ class AudioTokenizer(Tokenizer):
         """
         if not hasattr(indices, "ndim") or indices.ndim < 2:
             raise ValueError(f"AudioTokenizer expects indices (B, frames, ...), got {getattr(indices, 'shape', None)}")
-        wav = super().decode(indices)
+        wav = torch.cat(list(self.decode_stream([indices])), dim=-1) if self.config.causal else super().decode(indices)
         if length is not None:
             frames = indices.shape[1]
             if not (frames - 1) * self.hop < length <= frames * self.hop:
                 raise ValueError(f"length {length} does not fit {frames} frames of hop {self.hop}")
             wav = wav[..., :length]
         return wav
+
+    # -------------------------------------------------------------------------------- streaming
+    # A causal model encodes and decodes one frame at a time, in encode/decode as in the streams: CPU
+    # convolutions do not promise the same rounding for inputs of different lengths (oneDNN picks kernels by
+    # shape), so equal shapes per call is what makes every chunking bit-identical to the whole signal.
+    def encode_stream(self, chunks: Iterable[Tensor], **options: Any) -> Iterator[Tensor]:
+        """Encodes a stream of waveform pieces; the concatenated indices equal ``encode(whole signal)`` exactly.
+
+        Needs a causal model. Yields one ``(B, m, *index_shape)`` tensor per input chunk: the ``m >= 0`` frames
+        that chunk completes. When the stream ends inside a frame, one more item holds that frame, zero-padded
+        as :meth:`encode` pads the whole signal.
+
+        Args:
+            chunks: ``(B, C, n)`` float pieces, any ``n >= 0``, same ``B`` throughout.
+            options: As for :meth:`encode` (e.g. ``num_levels``).
+
+        Raises:
+            ValueError: For a non-causal model, a malformed or non-finite chunk, or an empty stream.
+        """
+        self._check_streamable()
+        cache: StreamCache = {}
+        param = next(self.parameters())
+        pending: Tensor | None = None
+        for chunk in chunks:
+            if not (isinstance(chunk, Tensor) and chunk.ndim == 3 and chunk.shape[-1] == 0):
+                self.check_signal(chunk)
+            chunk = chunk.to(param.dtype)
+            if pending is not None and chunk.shape[:2] != pending.shape[:2]:
+                raise ValueError(f"chunks must keep (B, C) = {tuple(pending.shape[:2])}, got {tuple(chunk.shape)}")
+            pending = chunk if pending is None else torch.cat([pending, chunk], dim=-1)
+            whole = pending.shape[-1] // self.hop * self.hop
+            yield self._encode_frames(pending[..., :whole], cache, options)
+            pending = pending[..., whole:]
+        if pending is None or (not cache and pending.shape[-1] == 0):
+            raise ValueError(f"{type(self).__name__}.encode_stream got an empty stream (0 samples)")
+        if pending.shape[-1]:
+            yield self._encode_frames(F.pad(pending, (0, self.hop - pending.shape[-1])), cache, options)
+
+    @torch.no_grad()
+    def _encode_frames(self, wav: Tensor, cache: StreamCache, options: dict[str, Any]) -> Tensor:
+        """``(B, C, m * hop)`` -> ``(B, m, *index_shape)``: the encoder one frame per call, then the quantizer
+        on all ``m`` frames at once (its search and lookups treat rows independently)."""
+        frames = [self.encoder.step(frame, cache) for frame in wav.split(self.hop, dim=-1) if frame.shape[-1]]
+        if frames:
+            return self.quantizer.encode(rearrange(torch.cat(frames, dim=-1), "b d t -> b t d"), **options)
+        # Options (num_levels) change the index shape, so ask the quantizer for it.
+        probe = wav.new_zeros(wav.shape[0], 1, self.quantizer.dim)
+        return self.quantizer.encode(probe, **options)[:, :0]
+
+    def decode_stream(self, index_chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+        """Decodes a stream of index pieces ``(B, m, *index_shape)`` into their ``(B, C, m * hop)`` samples.
+
+        The concatenated output equals :meth:`decode` of all indices exactly (crop it to the original length
+        as ``decode(length=T)`` does). Needs a causal model.
+
+        Raises:
+            ValueError: For a non-causal model or malformed indices.
+        """
+        self._check_streamable()
+        cache: StreamCache = {}
+        param = next(self.parameters())
+        for indices in index_chunks:
+            if not isinstance(indices, Tensor) or indices.ndim < 2:
+                shape = getattr(indices, "shape", None)
+                raise ValueError(f"decode_stream expects indices (B, frames, ...), got {shape}")
+            with torch.no_grad():
+                quantized = rearrange(self.quantizer.decode(indices).to(param.dtype), "b t d -> b d t")
+                out = [param.new_zeros(indices.shape[0], self.config.in_channels, 0)]
+                out += [self.decoder.step(frame, cache) for frame in quantized.split(1, dim=-1)]
+                yield torch.cat(out, dim=-1)
+
+    def _check_streamable(self) -> None:
+        if not self.config.causal:
+            raise ValueError(
+                f"{type(self).__name__} was built with causal=False (centred padding needs future samples); "
+                "train a model with causal: true to stream"
+            )
 
     def _reconstruction_losses(self, signal: Tensor, recon: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config

@@ -1,9 +1,10 @@
 """Adversarial training, composed by the trainer: settings, the discriminator and its two hinge terms.
 
 The model contract knows nothing about GANs. This module reads the adversarial settings from the model's config
-(the keys existing configs use: ``gan_weight``, ``gan_start_step``, ``disc_channels``, ``disc_layers``; image
-configs add ``gan_loss``, ``gan_adaptive_weight``, ``lecam_weight``, ``lecam_decay``) and builds
-the discriminator its modality registers here (:func:`register_discriminator`): a PatchGAN for images. The
+(the keys existing configs use: ``gan_weight``, ``gan_start_step``, ``disc_channels``, ``disc_layers``, ``gan_loss``;
+image configs add ``gan_adaptive_weight``, ``lecam_weight``, ``lecam_decay``; audio configs ``gan_feature_weight`` and
+``gan_balance``) and builds the discriminator its modality registers here (:func:`register_discriminator`): a
+PatchGAN for images, multi-period plus multi-scale STFT discriminators for audio, a 3-D PatchGAN for video. The
 trainer owns the discriminator and its optimizer, so release checkpoints (``save_pretrained``) never contain them.
 
 Adding a discriminator for another modality is one ``@register_discriminator("audio")`` function here; configs
@@ -20,13 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import PatchDiscriminator2d, PatchDiscriminator3d
-from .losses import (
-    hinge_d_loss,
-    hinge_g_loss,
-    lecam_regularizer,
-    non_saturating_d_loss,
-    non_saturating_g_loss,
-)
+from ..layers.audio_discriminators import AudioDiscriminator, feature_matching_loss
+from .losses import GAN_LOSSES, lecam_regularizer
 
 __all__ = ["Adversary", "AdversarialSettings", "build_adversary", "register_discriminator"]
 
@@ -51,6 +47,14 @@ def _patch_discriminator(config: Any, settings: AdversarialSettings) -> nn.Modul
     return PatchDiscriminator2d(config.in_channels, settings.disc_channels, settings.disc_layers)
 
 
+@register_discriminator("audio")
+def _audio_discriminator(config: Any, settings: AdversarialSettings) -> nn.Module:
+    # Multi-period (HiFi-GAN) + multi-scale STFT (EnCodec); the audio config names periods and FFT sizes.
+    periods = tuple(getattr(config, "disc_periods", (2, 3, 5, 7, 11)))
+    fft_sizes = tuple(getattr(config, "disc_fft_sizes", (256, 512, 1024)))
+    return AudioDiscriminator(periods, fft_sizes, settings.disc_channels, settings.disc_layers)
+
+
 @register_discriminator("video")
 def _patch_discriminator3d(config: Any, settings: AdversarialSettings) -> nn.Module:
     return PatchDiscriminator3d(config.in_channels, settings.disc_channels, settings.disc_layers)
@@ -65,11 +69,17 @@ class AdversarialSettings:
         start_step: Step at which both terms switch on (the autoencoder warms up first).
         disc_channels: Width of the discriminator's first layer.
         disc_layers: Stride-2 layers of the discriminator.
-        loss: ``"hinge"`` or ``"non_saturating"``.
+        loss: ``"hinge"``, ``"non_saturating"`` or ``"lsgan"`` (least squares), for both players.
         adaptive_weight: Multiply ``weight`` by VQGAN's ``|grad nll| / |grad g|`` at the decoder's last layer
             (Esser et al. 2021, eq. 7), clamped to ``[0, 1e4]``.
         lecam_weight: Weight of the LeCam term added to the discriminator's loss; 0 disables it.
         lecam_decay: EMA decay of LeCam's anchors.
+        feature_weight: Weight, inside the generator's term, of feature matching (the L1 distance of the
+            discriminator's hidden features of real and reconstructed signals, relative to the real ones'
+            magnitude); needs a discriminator with a ``features`` method. 0 leaves it out.
+        balance: Rescale the generator's term so that its gradient on the reconstruction has the norm of the
+            reconstruction loss's gradient (times ``weight``), a stateless form of EnCodec's loss balancer: the
+            weight then means "share of the gradient", whatever the scale of the discriminator's logits.
     """
 
     weight: float = 0.0
@@ -80,10 +90,17 @@ class AdversarialSettings:
     adaptive_weight: bool = False
     lecam_weight: float = 0.0
     lecam_decay: float = 0.999
+    feature_weight: float = 0.0
+    balance: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss must be one of {sorted(GAN_LOSSES)}, got {self.loss!r}")
 
     @classmethod
     def from_model_config(cls, config: Any) -> AdversarialSettings:
-        """Reads ``gan_weight``, ``gan_start_step``, ``disc_channels`` and ``disc_layers`` where the config has them."""
+        """Reads ``gan_weight``, ``gan_start_step``, ``disc_channels``, ``disc_layers``, ``gan_loss``,
+        ``gan_feature_weight`` and ``gan_balance`` where the config has them."""
         defaults = cls()
         return cls(
             weight=float(getattr(config, "gan_weight", defaults.weight)),
@@ -94,14 +111,9 @@ class AdversarialSettings:
             adaptive_weight=bool(getattr(config, "gan_adaptive_weight", defaults.adaptive_weight)),
             lecam_weight=float(getattr(config, "lecam_weight", defaults.lecam_weight)),
             lecam_decay=float(getattr(config, "lecam_decay", defaults.lecam_decay)),
+            feature_weight=float(getattr(config, "gan_feature_weight", defaults.feature_weight)),
+            balance=bool(getattr(config, "gan_balance", defaults.balance)),
         )
-
-    def __post_init__(self) -> None:
-        if self.loss not in _LOSSES:
-            raise ValueError(f"gan_loss must be one of {sorted(_LOSSES)}, got {self.loss!r}")
-
-
-_LOSSES = {"hinge": (hinge_d_loss, hinge_g_loss), "non_saturating": (non_saturating_d_loss, non_saturating_g_loss)}
 
 
 class Adversary:
@@ -144,26 +156,42 @@ class Adversary:
         """Whether the adversarial terms are on at ``step``."""
         return step >= self.settings.start_step
 
-    def generator_loss(self, recon: Tensor) -> Tensor:
-        """Unweighted generator hinge term of ``recon``.
+    def generator_loss(self, recon: Tensor, real: Tensor | None = None, recon_loss: Tensor | None = None) -> Tensor:
+        """Unweighted generator term of ``recon``: the GAN loss, plus feature matching against ``real`` when
+        ``feature_weight > 0``, rescaled by the balancer against ``recon_loss`` when ``balance`` is on.
 
         The discriminator's weights are frozen for this forward: the gradient must reach the generator only (and
         under DDP the wrapped discriminator must not see a second forward), so the bare module is used.
         """
-        self.discriminator.requires_grad_(False)
+        g_loss = GAN_LOSSES[self.settings.loss][1]
+        disc = self.discriminator
+        disc.requires_grad_(False)
         try:
-            return _LOSSES[self.settings.loss][1](self.discriminator(recon))
+            if self.settings.feature_weight > 0 and real is not None and hasattr(disc, "features"):
+                fake_logits, fake_feats = disc.features(recon)
+                with torch.no_grad():
+                    real_feats = disc.features(real)[1]
+                g = g_loss(fake_logits) + self.settings.feature_weight * feature_matching_loss(real_feats, fake_feats)
+            else:
+                g = g_loss(disc(recon))
         finally:
-            self.discriminator.requires_grad_(True)
+            disc.requires_grad_(True)
+        if self.settings.balance and recon_loss is not None and recon.requires_grad:
+            # Gradients on the reconstruction only (not the weights): two small backward passes through the losses.
+            g_rec = torch.autograd.grad(recon_loss, recon, retain_graph=True)[0]
+            g_adv = torch.autograd.grad(g, recon, retain_graph=True)[0]
+            g = g * (g_rec.norm() / (g_adv.norm() + 1e-12)).detach()
+        return g
 
     @staticmethod
-    def discriminator_loss(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        """Hinge loss of ``discriminator`` (the DDP-wrapped one when distributed) on a real and a fake batch.
+    def discriminator_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, kind: str = "hinge") -> Tensor:
+        """GAN loss ``kind`` (``"hinge"``/``"lsgan"``) of ``discriminator`` (the DDP-wrapped one when distributed)
+        on a real and a fake batch.
 
         One forward over both halves keeps DDP at one forward per backward.
         """
         real_logits, fake_logits = _split_logits(discriminator(torch.cat([real, fake.detach()])))
-        return hinge_d_loss(real_logits, fake_logits)
+        return GAN_LOSSES[kind][0](real_logits, fake_logits)
 
     def discriminator_terms(self, discriminator: nn.Module, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """The discriminator's loss under these settings (``"loss"``) plus its parts, updating LeCam's anchors.
@@ -172,7 +200,7 @@ class Adversary:
             ``{"loss": total, "d_adv": adversarial part}`` and ``"lecam"`` when it is on.
         """
         real_logits, fake_logits = _split_logits(discriminator(torch.cat([real.to(fake.dtype), fake.detach()])))
-        d_adv = _LOSSES[self.settings.loss][0](real_logits, fake_logits)
+        d_adv = GAN_LOSSES[self.settings.loss][0](real_logits, fake_logits)
         terms = {"loss": d_adv, "d_adv": d_adv.detach()}
         if self.settings.lecam_weight > 0:
             dev = d_adv.device

@@ -80,6 +80,7 @@ def evaluate(
     codebook_size, index_shape = model.codebook_size, model.index_shape
     counts = torch.zeros(codebook_size, dtype=torch.float64) if codebook_size <= 1 << 24 else None
     sums: dict[str, float] = {}
+    valid_counts: dict[str, int] = {}
     seen = 0
     total_tokens = 0
     raw_values = 0
@@ -108,10 +109,19 @@ def evaluate(
         per = {"mse": (recon.float() - signal.float()).pow(2).flatten(1).mean(1)}
         if modality is not None and modality.metrics is not None:
             per.update(modality.metrics(recon, signal))
+        undefined_ok: set[str] = set()
+        if modality is not None and modality.model_metrics is not None:
+            extra = modality.model_metrics(model, recon, signal)
+            per.update(extra)
+            undefined_ok.update(extra)
         if extra_metrics is not None:
             per.update(extra_metrics(recon, signal))
         for k, v in per.items():
-            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
+            # Model-aware metrics are NaN where undefined (PESQ of a silent clip): such examples are left out of
+            # that metric's mean only, so a diverged model still shows NaN in every other metric.
+            valid = torch.isfinite(v.double()) if k in undefined_ok else torch.ones(v.shape, dtype=torch.bool)
+            sums[k] = sums.get(k, 0.0) + float(v.double()[valid].sum())
+            valid_counts[k] = valid_counts.get(k, 0) + int(valid.sum())
         seen += b
         if sum(x.shape[0] for x in originals) < keep_examples:
             originals.append(signal.cpu())
@@ -119,7 +129,9 @@ def evaluate(
     model.train(was_training)
     if seen == 0:
         raise ValueError("the data set has no examples to evaluate")
-    metrics = {k: v / max(seen, 1) for k, v in sums.items()}
+    metrics = {k: v / valid_counts[k] if valid_counts[k] else float("nan") for k, v in sums.items()}
+    if modality is not None and modality.model_summary is not None:
+        metrics.update(modality.model_summary(model))
     metrics["examples"] = float(seen)
     if counts is not None and counts.sum() > 0:
         p = counts[counts > 0] / counts.sum()

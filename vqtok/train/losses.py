@@ -1,11 +1,21 @@
-"""Adversarial losses: hinge (Lim & Ye, "Geometric GAN", arXiv:1705.02894, as used by VQGAN), non-saturating, LeCam."""
+"""Adversarial losses: hinge (Lim & Ye, "Geometric GAN", arXiv:1705.02894, as used by VQGAN), non-saturating, least
+squares (Mao et al., arXiv:1611.04076, as used by HiFi-GAN and EnCodec) and LeCam regularisation."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["hinge_d_loss", "hinge_g_loss", "lecam_regularizer", "non_saturating_d_loss", "non_saturating_g_loss"]
+__all__ = [
+    "GAN_LOSSES",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "lecam_regularizer",
+    "lsgan_d_loss",
+    "lsgan_g_loss",
+    "non_saturating_d_loss",
+    "non_saturating_g_loss",
+]
 
 
 def _logits(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> list[Tensor]:
@@ -51,3 +61,24 @@ def lecam_regularizer(
         for r, f in zip(real, fake, strict=True)
     ]
     return sum(terms) / len(terms)  # type: ignore[return-value]
+
+
+def lsgan_d_loss(real_logits: Tensor | list[Tensor], fake_logits: Tensor | list[Tensor]) -> Tensor:
+    """``mean((1 - D(x))^2) + mean(D(G(z))^2)``, averaged over scales."""
+    real, fake = _logits(real_logits), _logits(fake_logits)
+    terms = [((1 - r.float()) ** 2).mean() + (f.float() ** 2).mean() for r, f in zip(real, fake, strict=True)]
+    return sum(terms) / len(terms)  # type: ignore[return-value]
+
+
+def lsgan_g_loss(fake_logits: Tensor | list[Tensor]) -> Tensor:
+    """``mean((1 - D(G(z)))^2)``, averaged over scales."""
+    fake = _logits(fake_logits)
+    return sum(((1 - f.float()) ** 2).mean() for f in fake) / len(fake)  # type: ignore[return-value]
+
+
+#: ``name -> (discriminator loss, generator loss)``.
+GAN_LOSSES = {
+    "hinge": (hinge_d_loss, hinge_g_loss),
+    "non_saturating": (non_saturating_d_loss, non_saturating_g_loss),
+    "lsgan": (lsgan_d_loss, lsgan_g_loss),
+}

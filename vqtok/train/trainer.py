@@ -340,7 +340,7 @@ class Trainer:
                     p_loss = self.perceptual.loss(out.recon, signal)
                     loss = loss + self.perceptual.weight * p_loss
                 if adversary is not None:
-                    g_adv = adversary.generator_loss(out.recon)
+                    g_adv = adversary.generator_loss(out.recon, real=signal, recon_loss=out.loss)
                     g_weight = adversary.adaptive_weight(loss, g_adv, getattr(self.model, "last_layer", None))
                     loss = loss + g_weight * g_adv
         except NonFiniteError as err:
