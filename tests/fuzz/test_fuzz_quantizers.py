@@ -14,9 +14,8 @@ from vqtok.quantizers import create, example_config
 NAMES = vqtok.list_quantizers()
 
 # Known holes, to be removed once fixed (issue 17 "fit on 1e30 data says 'probability tensor contains inf'").
-EXTREME_XFAIL = {
-    "pq": "issue 17: pq's k-means initialisation on 1e30 latents raises RuntimeError 'probability tensor contains inf'",
-}
+# Known holes, each marked with the issue item it belongs to; empty since the k-means init rescales its rows.
+EXTREME_XFAIL: dict[str, str] = {}
 
 
 def _build(name: str) -> vqtok.Quantizer:

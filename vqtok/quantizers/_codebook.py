@@ -17,10 +17,13 @@ accumulated with ``bincount``/``index_add_``, so nothing here ever builds an N x
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._dist import all_reduce_sum_ as all_reduce_sum_
+from .._dist import broadcast_ as broadcast_
+from .._dist import is_distributed as is_distributed
+from .._dist import rank
 from ..kernels import nearest
 from ..kernels.kmeans import lloyd
 from ..kernels.kmeans_seeding import SEEDING_ROUNDS as SEEDING_ROUNDS
@@ -48,28 +51,10 @@ KMEANS_MAX_ROWS = 1 << 16
 
 
 # ------------------------------------------------------------------------------------ distributed
-def is_distributed() -> bool:
-    """True when a default process group exists, so codebook state must be kept in sync."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
+# Codebook state is kept in sync with the one set of collectives in vqtok._dist (re-exported for the quantizers).
 def is_source_rank() -> bool:
     """True on the rank whose random choices (k-means, restarts) are broadcast to the others."""
-    return not is_distributed() or dist.get_rank() == 0
-
-
-def all_reduce_sum_(tensor: Tensor) -> Tensor:
-    """Sums ``tensor`` over all ranks in place; returns it unchanged in a single process."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def broadcast_(tensor: Tensor) -> Tensor:
-    """Overwrites ``tensor`` with rank 0's copy in place; a no-op in a single process."""
-    if is_distributed():
-        dist.broadcast(tensor, src=0)
-    return tensor
+    return rank() == 0
 
 
 # ------------------------------------------------------------------------------------- statistics
@@ -164,11 +149,15 @@ def kmeans(data: Tensor, num_clusters: int, iters: int, metric: str = "l2") -> t
         data = sample_rows(data, KMEANS_MAX_ROWS)
     if metric == "cosine":
         data = F.normalize(data, dim=-1)
+    # k-means is scale-equivariant: clustering rows divided by a power of two near their largest entry (exact in
+    # fp32) gives the same assignments, and keeps squared distances finite for latents up to the fp32 limit.
+    scale = inverse_power_of_two(data.detach().abs().amax())
+    data = data * scale
     centres = kmeans_plusplus(data, num_clusters)
     centres, _ = lloyd(data, centres, iters, metric=metric, min_points=1)
     _, assign = nearest(data, centres, metric)
     counts, _ = cluster_stats(data, assign, num_clusters, with_sums=False)
-    return centres, counts
+    return centres / scale, counts
 
 
 # ---------------------------------------------------------------------------- gradient estimators
