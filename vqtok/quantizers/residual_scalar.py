@@ -12,7 +12,6 @@ Losses are summed over levels (:mod:`vqtok.quantizers._compose`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from ._registry import register_quantizer
@@ -57,18 +56,10 @@ class ResidualFSQ(Residual):
         self.levels_per_channel = levels
 
 
-@register_quantizer("residual_lfq", example={"codebook_size": 2**4, "num_levels": 3, "dim": 6})
-class ResidualLFQ(Residual):
-    """Residual LFQ: L levels of :class:`~vqtok.quantizers.lfq.LFQ`, level ``l`` scaled by ``2**l``.
+class _ResidualBinary(Residual):
+    """L levels of one binary quantizer (LFQ or BSQ) of ``log2(V)`` bits, level ``l`` scaled by ``2**l``."""
 
-    Args:
-        codebook_size: Codes per level V, a power of two (``log2(V)`` sign bits).
-        num_levels: Number of levels L.
-        dim: Latent width D; ``None`` is ``log2(V)``.
-        quantizer_dropout: Per-token probability of keeping a random level prefix in training.
-        level_scale: Scale ratio between consecutive levels.
-        **lfq_kwargs: Passed to every level's LFQ (``temperature``, ``entropy``, ``entropy_weight``, ...).
-    """
+    _level: type[LFQ] | type[BSQ]
 
     def __init__(
         self,
@@ -77,11 +68,11 @@ class ResidualLFQ(Residual):
         dim: int | None = None,
         quantizer_dropout: float = 0.0,
         level_scale: float = 2.0,
-        **lfq_kwargs: object,
+        **level_kwargs: object,
     ) -> None:
-        bits = max(int(codebook_size).bit_length() - 1, 1)  # validated by LFQ
+        bits = max(int(codebook_size).bit_length() - 1, 1)  # validated by the level quantizer
         super().__init__(
-            [LFQ(codebook_size, **lfq_kwargs) for _ in range(num_levels)],  # type: ignore[arg-type]
+            [self._level(codebook_size, **level_kwargs) for _ in range(num_levels)],  # type: ignore[arg-type]
             dim=dim,
             quantizer_dropout=quantizer_dropout,
             level_scale=level_scale,
@@ -89,8 +80,24 @@ class ResidualLFQ(Residual):
         )
 
 
+@register_quantizer("residual_lfq", example={"codebook_size": 2**4, "num_levels": 3, "dim": 6})
+class ResidualLFQ(_ResidualBinary):
+    """Residual LFQ: L levels of :class:`~vqtok.quantizers.lfq.LFQ`, level ``l`` scaled by ``2**l``.
+
+    Args:
+        codebook_size: Codes per level V, a power of two (``log2(V)`` sign bits).
+        num_levels: Number of levels L.
+        dim: Latent width D; ``None`` is ``log2(V)``.
+        quantizer_dropout: Per-token probability of keeping a random level prefix in training.
+        level_scale: Scale ratio between consecutive levels.
+        **level_kwargs: Passed to every level's LFQ (``temperature``, ``entropy``, ``entropy_weight``, ...).
+    """
+
+    _level = LFQ
+
+
 @register_quantizer("residual_bsq", example={"codebook_size": 2**4, "num_levels": 3, "dim": 6})
-class ResidualBSQ(Residual):
+class ResidualBSQ(_ResidualBinary):
     """Residual BSQ: L levels of :class:`~vqtok.quantizers.bsq.BSQ` (unit-norm codes), level ``l`` scaled by ``2**l``.
 
     Every BSQ level returns a unit vector whatever its input's norm, so level ``l`` adds a vector of norm
@@ -102,23 +109,7 @@ class ResidualBSQ(Residual):
         dim: Latent width D; ``None`` is ``log2(V)``.
         quantizer_dropout: Per-token probability of keeping a random level prefix in training.
         level_scale: Scale ratio between consecutive levels.
-        **bsq_kwargs: Passed to every level's BSQ (``temperature``, ``entropy``, ...).
+        **level_kwargs: Passed to every level's BSQ (``temperature``, ``entropy``, ...).
     """
 
-    def __init__(
-        self,
-        codebook_size: int = 2**10,
-        num_levels: int = 4,
-        dim: int | None = None,
-        quantizer_dropout: float = 0.0,
-        level_scale: float = 2.0,
-        **bsq_kwargs: object,
-    ) -> None:
-        bits = max(int(math.log2(max(int(codebook_size), 2))), 1)
-        super().__init__(
-            [BSQ(codebook_size, **bsq_kwargs) for _ in range(num_levels)],  # type: ignore[arg-type]
-            dim=dim,
-            quantizer_dropout=quantizer_dropout,
-            level_scale=level_scale,
-            shared_codebook_dim=_shared(dim, bits),
-        )
+    _level = BSQ
