@@ -44,11 +44,16 @@ struct Heap {
       return;
     }
     // Replace the root (the worst kept pair) and sift down.
+    sift_down(k, v, row);
+  }
+
+  // Places (v, row) at the root of the heap d[0..end) and sifts it down to its slot.
+  void sift_down(int end, float v, int64_t row) {
     int i = 0;
     for (;;) {
       int c = 2 * i + 1;
-      if (c >= k) break;
-      if (c + 1 < k && after(d[c + 1], r[c + 1], d[c], r[c])) ++c;
+      if (c >= end) break;
+      if (c + 1 < end && after(d[c + 1], r[c + 1], d[c], r[c])) ++c;
       if (!after(d[c], r[c], v, row)) break;
       d[i] = d[c];
       r[i] = r[c];
@@ -64,20 +69,7 @@ struct Heap {
       float tv = d[0];
       int64_t tr = r[0];
       // Sift the last element down over [0, end).
-      float v = d[end];
-      int64_t row = r[end];
-      int i = 0;
-      for (;;) {
-        int c = 2 * i + 1;
-        if (c >= end) break;
-        if (c + 1 < end && after(d[c + 1], r[c + 1], d[c], r[c])) ++c;
-        if (!after(d[c], r[c], v, row)) break;
-        d[i] = d[c];
-        r[i] = r[c];
-        i = c;
-      }
-      d[i] = v;
-      r[i] = row;
+      sift_down(end, d[end], r[end]);
       d[end] = tv;
       r[end] = tr;
     }
