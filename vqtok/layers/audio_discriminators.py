@@ -21,6 +21,15 @@ from torch import Tensor, nn
 __all__ = ["AudioDiscriminator", "PeriodDiscriminator", "STFTDiscriminator"]
 
 
+def _run_convs(convs: nn.ModuleList, out: nn.Module, x: Tensor, slope: float) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU conv stack: the output conv's logits and every hidden activation (for feature matching)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        feats.append(x)
+    return out(x), feats
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN's sub-discriminator for one period ``p``: ``(B, 1, T)`` -> logits ``(B, 1, T', p)``.
 
@@ -42,12 +51,7 @@ class PeriodDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         b, c, t = x.shape
         x = F.pad(x, (0, -t % self.period), mode="reflect" if t > self.period else "constant")
-        x = x.reshape(b, c, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        return self.out(x), feats
+        return _run_convs(self.convs, self.out, x.reshape(b, c, -1, self.period), 0.1)
 
 
 class STFTDiscriminator(nn.Module):
@@ -79,11 +83,7 @@ class STFTDiscriminator(nn.Module):
             return_complex=True,
         )  # (B, F, frames)
         z = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2, frames, F)
-        feats = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), 0.2)
-            feats.append(z)
-        return self.out(z), feats
+        return _run_convs(self.convs, self.out, z, 0.2)
 
 
 class AudioDiscriminator(nn.Module):
