@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ._config import TokenizerConfig
 from ._image_input import prepare_images
+from ._recon_loss import l1_l2_loss
 from ._registry import register_tokenizer
 from .base import Tokenizer, TokenizerOutput
 
@@ -227,12 +227,4 @@ class Image1dTokenizer(Tokenizer):
         return self._decode_tokens(quantized.to(param.dtype), keep=None)
 
     def _reconstruction_losses(self, signal: Tensor, recon: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        kind = self.config.recon_loss
-        recon32, signal32 = recon.float(), signal.float()
-        terms: dict[str, Tensor] = {}
-        if "l1" in kind:
-            terms["recon_l1"] = F.l1_loss(recon32, signal32)
-        if "l2" in kind:
-            terms["recon_l2"] = F.mse_loss(recon32, signal32)
-        total = sum(terms.values())
-        return self.config.recon_weight * total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value]
+        return l1_l2_loss(signal, recon, self.config.recon_loss, self.config.recon_weight)

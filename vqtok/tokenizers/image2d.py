@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..layers import AttnBlock2d, CheckpointedSequential, Downsample2d, ResBlock2d, Upsample2d, create_norm2d
 from ._config import TokenizerConfig
 from ._image_input import prepare_images
+from ._recon_loss import l1_l2_loss
 from ._registry import register_tokenizer
 from .base import Tokenizer, TokenizerOutput
 
@@ -241,15 +242,4 @@ class Image2dTokenizer(Tokenizer):
         return self.decoder(rearrange(quantized, "b h w d -> b d h w"))
 
     def _reconstruction_losses(self, signal: Tensor, recon: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        kind = self.config.recon_loss
-        terms: dict[str, Tensor] = {}
-        total = signal.new_zeros((), dtype=recon.dtype)
-        # Losses in fp32: under bf16 autocast the squared error of a good reconstruction underflows.
-        recon32, signal32 = recon.float(), signal.float()
-        if "l1" in kind:
-            terms["recon_l1"] = F.l1_loss(recon32, signal32)
-            total = total + terms["recon_l1"]
-        if "l2" in kind:
-            terms["recon_l2"] = F.mse_loss(recon32, signal32)
-            total = total + terms["recon_l2"]
-        return self.config.recon_weight * total, {k: v.detach() for k, v in terms.items()}
+        return l1_l2_loss(signal, recon, self.config.recon_loss, self.config.recon_weight)

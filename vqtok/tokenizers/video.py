@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..layers import CausalConv3d, CausalDownsample3d, CausalUpsample3d, FrameNorm, ResBlock3d
 from ._config import TokenizerConfig
+from ._recon_loss import l1_l2_loss
 from ._registry import register_tokenizer
 from ._video_clips import pad_frames, stack_frames, valid_frame_count, video_to_float
 from .base import Tokenizer, TokenizerOutput
@@ -295,14 +296,4 @@ class VideoTokenizer(Tokenizer):
     def _reconstruction_losses(self, signal: Tensor, recon: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         if signal.ndim == 5:
             recon = recon[:, :, : signal.shape[2]]  # drop repeat_last padding frames
-        kind = self.config.recon_loss
-        terms: dict[str, Tensor] = {}
-        total = signal.new_zeros((), dtype=torch.float32)
-        recon32, signal32 = recon.float(), signal.float()  # fp32: bf16 squared errors underflow
-        if "l1" in kind:
-            terms["recon_l1"] = F.l1_loss(recon32, signal32)
-            total = total + terms["recon_l1"]
-        if "l2" in kind:
-            terms["recon_l2"] = F.mse_loss(recon32, signal32)
-            total = total + terms["recon_l2"]
-        return self.config.recon_weight * total, {k: v.detach() for k, v in terms.items()}
+        return l1_l2_loss(signal, recon, self.config.recon_loss, self.config.recon_weight)
