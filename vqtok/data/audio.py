@@ -120,11 +120,7 @@ def asterisk_en(
     if len(rates) > 1:
         raise ValueError(f"{str(directory)!r} mixes sample rates {sorted(rates)}")
     rate = rates.pop() if rates else 8000
-    segment = int(round(segment_seconds * rate))
-    if segment < 1:
-        raise ValueError(f"segment_seconds={segment_seconds} is shorter than one sample")
-    hop = segment if split == "test" else max(1, int(round(segment * (1 - overlap))))
-    return AudioSegmentDataset(waveforms, [f.name for f in chosen], rate, segment, hop)
+    return _segments(waveforms, [f.name for f in chosen], rate, split, segment_seconds, overlap)
 
 
 @register_dataset("speech_folder")
@@ -175,8 +171,16 @@ def speech_folder(
 
             wav = resample(wav, rate, sample_rate)
         waveforms.append(wav)
-    segment = int(round(segment_seconds * sample_rate))
+    names = [str(f.relative_to(directory)) for f in chosen]
+    return _segments(waveforms, names, sample_rate, split, segment_seconds, overlap)
+
+
+def _segments(
+    waveforms: list[Tensor], names: list[str], rate: int, split: str, segment_seconds: float, overlap: float
+) -> AudioSegmentDataset:
+    """Cuts ``segment_seconds`` items; test items do not overlap, training ones share ``overlap`` of their length."""
+    segment = int(round(segment_seconds * rate))
     if segment < 1:
         raise ValueError(f"segment_seconds={segment_seconds} is shorter than one sample")
     hop = segment if split == "test" else max(1, int(round(segment * (1 - overlap))))
-    return AudioSegmentDataset(waveforms, [str(f.relative_to(directory)) for f in chosen], sample_rate, segment, hop)
+    return AudioSegmentDataset(waveforms, names, rate, segment, hop)
