@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from ._args import positive_int
+from ._clock import RunClock
 
 __all__ = ["add_parser", "run", "default_config_path"]
 
@@ -65,13 +65,6 @@ _TABLE = (
 )
 
 
-def _load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:  # not available on every platform
-        return float("nan")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.overrides[:1] == ["photos"]:
         # `vqtok demo photos [key=value ...]`: the colour demo with JPEG/WebP baselines (configs/photos64_cpu.yaml).
@@ -92,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    wall0, cpu0, load0 = time.perf_counter(), time.process_time(), _load_average()
+    clock = RunClock()
     path = Path(args.config) if args.config else default_config_path()
     cfg = load_config(path, ["device=cpu", *args.overrides])
     # Fail before training if the data is missing: the error names the apt package.
@@ -121,12 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if train_seconds is not None:
         metrics["train_seconds"] = train_seconds
     metrics["eval_seconds"] = time.perf_counter() - t0
-    # Wall and CPU time of the whole command (data loading and start-up included, interpreter start excluded);
-    # CPU seconds over the core count estimate the uncontended wall time on a shared machine.
-    metrics["total_seconds"] = time.perf_counter() - wall0
-    metrics["cpu_seconds"] = time.process_time() - cpu0
-    metrics["threads"] = float(torch.get_num_threads())
-    metrics["load_start"], metrics["load_end"] = load0, _load_average()
+    clock.stamp(metrics)
     with open(run_dir / "eval" / "demo.json", "w") as f:
         json.dump(metrics, f, indent=2)
     shown = {label: metrics[key] for key, label in _TABLE if key in metrics}

@@ -12,20 +12,13 @@ import argparse
 import time
 from pathlib import Path
 
+from ._clock import RunClock
+
 __all__ = ["run", "default_config_path"]
 
 
 def default_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "configs" / "photos64_cpu.yaml"
-
-
-def _load_average() -> float:
-    import os
-
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
 
 
 def _format_rows(rows: list[dict]) -> str:
@@ -55,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    wall0, cpu0, load0 = time.perf_counter(), time.process_time(), _load_average()
+    clock = RunClock()
     cfg = load_config(Path(args.config) if args.config else default_config_path(), ["device=cpu", *args.overrides[1:]])
     crop = int(cfg.data.kwargs.get("crop", 64))
     test = create_dataset("photos", "test", num_examples=int(getattr(args, "test_crops", 0) or 256), crop=crop)
@@ -79,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
     budget = metrics["bits_per_example"]
     rows = codec_rows(test.images.permute(0, 2, 3, 1).numpy(), budget)
     metrics["eval_seconds"] = time.perf_counter() - t0
-    metrics["total_seconds"] = time.perf_counter() - wall0
-    metrics["cpu_seconds"] = time.process_time() - cpu0
-    metrics["threads"] = float(torch.get_num_threads())
-    metrics["load_start"], metrics["load_end"] = load0, _load_average()
+    clock.stamp(metrics)
     out = run_dir / "eval"
     title = f"{model.architecture} on {crop}x{crop} photo crops (test photos)"
     page = find_modality("image").write_report(

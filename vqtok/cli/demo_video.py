@@ -14,6 +14,8 @@ import os
 import time
 from pathlib import Path
 
+from ._clock import RunClock
+
 __all__ = ["default_video_config_path", "run_video", "evaluate_video"]
 
 
@@ -93,13 +95,6 @@ def evaluate_video(model, dataset, max_clips: int = 128, batch_size: int = 8, se
     return metrics, keep[0], keep[1]
 
 
-def _load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
 def run_video(args: argparse.Namespace, overrides: list[str]) -> int:
     import torch
 
@@ -112,7 +107,7 @@ def run_video(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    wall0, cpu0, load0 = time.perf_counter(), time.process_time(), _load_average()
+    clock = RunClock()
     path = Path(args.config) if args.config else default_video_config_path()
     cfg = load_config(path, ["device=cpu", *overrides])
     test = create_dataset(cfg.data.name, "test", **cfg.data.kwargs)
@@ -138,10 +133,7 @@ def run_video(args: argparse.Namespace, overrides: list[str]) -> int:
     if train_seconds is not None:
         metrics["train_seconds"] = train_seconds
     metrics["eval_seconds"] = time.perf_counter() - t0
-    metrics["total_seconds"] = time.perf_counter() - wall0
-    metrics["cpu_seconds"] = time.process_time() - cpu0
-    metrics["threads"] = float(torch.get_num_threads())
-    metrics["load_start"], metrics["load_end"] = load0, _load_average()
+    clock.stamp(metrics)
     from .._io import write_json
 
     write_json(run_dir / "eval" / "demo.json", metrics)
