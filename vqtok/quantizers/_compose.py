@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ._registry import create
 from .base import Quantizer, QuantizerOutput
 
-__all__ = ["build_parts", "check_count", "combine", "renamed"]
+__all__ = ["build_parts", "check_count", "combine", "renamed", "shared_projection"]
 
 #: Metrics that count events and therefore add up over parts instead of averaging.
 SUMMED_METRICS = frozenset({"restarted_codes"})
@@ -72,6 +72,19 @@ def build_parts(
         if dim is not None and p.dim != dim:
             raise ValueError(f"{owner}: a part has dim {p.dim}, expected {dim}")
     return parts
+
+
+def shared_projection(dim: int | None, inner: int, shared_codebook_dim: int | None) -> tuple[int, nn.Module, nn.Module]:
+    """``(dim, project_in, project_out)`` around parts of total width ``inner``.
+
+    Identities and ``dim = inner`` without ``shared_codebook_dim``; otherwise learned ``dim -> inner`` and
+    ``inner -> dim`` projections, which need the outer width ``dim``.
+    """
+    if shared_codebook_dim is None:
+        return inner, nn.Identity(), nn.Identity()
+    if dim is None:
+        raise ValueError("shared_codebook_dim needs dim, the latent width around the projection")
+    return int(dim), nn.Linear(int(dim), inner), nn.Linear(inner, int(dim))
 
 
 def combine(outs: Sequence[QuantizerOutput], prefix: str, weight: float, like: Tensor) -> QuantizerOutput:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._compose import build_parts, check_count, combine
+from ._compose import build_parts, check_count, combine, shared_projection
 from .base import Quantizer, QuantizerOutput, skip_input_checks
 
 __all__ = ["Grouped"]
@@ -85,17 +85,9 @@ class Grouped(Quantizer):
         self.has_learned_codebook = any(group.has_learned_codebook for group in self.groups)
         self.forward_options = frozenset.intersection(*(frozenset(g.forward_options) for g in self.groups))
         self.encode_options = frozenset.intersection(*(frozenset(g.encode_options) for g in self.groups))
-        inner = first.dim * self.num_groups
-        if shared_codebook_dim is None:
-            self.dim = inner
-            self.project_in: nn.Module = nn.Identity()
-            self.project_out: nn.Module = nn.Identity()
-        else:
-            if dim is None:
-                raise ValueError("shared_codebook_dim needs dim, the latent width around the projection")
-            self.dim = int(dim)
-            self.project_in = nn.Linear(self.dim, inner)
-            self.project_out = nn.Linear(inner, self.dim)
+        self.dim, self.project_in, self.project_out = shared_projection(
+            dim, first.dim * self.num_groups, shared_codebook_dim
+        )
         if disentangle_weight < 0:
             raise ValueError(f"disentangle_weight must be >= 0, got {disentangle_weight}")
         if disentangle_weight > 0 and first.index_shape:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ..kernels.beam import beam_search
-from ._compose import build_parts, check_count, combine
+from ._compose import build_parts, check_count, combine, shared_projection
 from .base import Quantizer, QuantizerOutput, skip_input_checks
 
 __all__ = ["Residual", "sample_kept_levels"]
@@ -105,16 +105,7 @@ class Residual(Quantizer):
         self.beam_width = check_count(beam_width, "beam_width")
         if self.beam_width > 1 and first.index_shape:
             raise ValueError("beam_width > 1 needs levels with one index per token (index_shape ())")
-        if shared_codebook_dim is None:
-            self.dim = first.dim
-            self.project_in: nn.Module = nn.Identity()
-            self.project_out: nn.Module = nn.Identity()
-        else:
-            if dim is None:
-                raise ValueError("shared_codebook_dim needs dim, the latent width around the projection")
-            self.dim = int(dim)
-            self.project_in = nn.Linear(self.dim, first.dim)
-            self.project_out = nn.Linear(first.dim, self.dim)
+        self.dim, self.project_in, self.project_out = shared_projection(dim, first.dim, shared_codebook_dim)
         scale = torch.as_tensor(level_scale, dtype=torch.float32).reshape(-1)
         if scale.numel() not in (1, first.dim) or not bool((scale > 0).all()):
             raise ValueError(f"level_scale must be positive, one value or {first.dim}, got {level_scale}")
