@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..metrics.codebook import code_perplexity
+from ._grid import check_grid, grid_basis, grid_projections
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
 
@@ -48,28 +49,20 @@ class FSQ(Quantizer):
 
     def __init__(self, levels: Sequence[int] = (8, 5, 5, 5), dim: int | None = None) -> None:
         super().__init__()
-        levels = tuple(int(v) for v in levels)
-        if not levels or min(levels) < 2:
-            raise ValueError(f"FSQ levels must all be >= 2, got {levels}")
+        levels, self.dim = check_grid(levels, dim, "FSQ levels")
         if 2 in levels:
             warnings.warn(
                 f"FSQ levels {levels} contain 2: the paper's bound sends almost every latent to one of the "
                 "two levels; use LFQ for binary channels",
                 stacklevel=2,
             )
-        if dim is not None and dim < 1:
-            raise ValueError(f"dim must be positive, got {dim}")
         self.levels = levels
-        self.dim = len(levels) if dim is None else int(dim)
         self.codebook_size = math.prod(levels)
         self.index_shape = ()
-        projected = self.dim != len(levels)
-        self.project_in = nn.Linear(self.dim, len(levels)) if projected else nn.Identity()
-        self.project_out = nn.Linear(len(levels), self.dim) if projected else nn.Identity()
-        basis = torch.cumprod(torch.tensor((1, *levels[:-1]), dtype=torch.long), 0)
+        self.project_in, self.project_out = grid_projections(self.dim, len(levels))
         # Derived from `levels`, so not saved in the state dict.
         self.register_buffer("_levels", torch.tensor(levels, dtype=torch.float32), persistent=False)
-        self.register_buffer("_basis", basis, persistent=False)
+        self.register_buffer("_basis", grid_basis(levels), persistent=False)
 
     def _bound(self, latents: Tensor) -> Tensor:
         """``(N, d)`` -> values in ``(-L/2, L/2)`` per channel that round to exactly L integers."""

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..metrics.codebook import code_perplexity
+from ._grid import check_grid, grid_basis, grid_projections
 from ._registry import register_quantizer
 from .base import Quantizer, QuantizerOutput
 
@@ -56,21 +57,14 @@ class LatentQuantize(Quantizer):
         optimize_values: bool = True,
     ) -> None:
         super().__init__()
-        levels = tuple(int(v) for v in levels)
-        if not levels or min(levels) < 2:
-            raise ValueError(f"levels must all be >= 2, got {levels}")
-        if dim is not None and dim < 1:
-            raise ValueError(f"dim must be positive, got {dim}")
+        levels, self.dim = check_grid(levels, dim)
         self.levels = levels
-        self.dim = len(levels) if dim is None else int(dim)
         self.codebook_size = math.prod(levels)
         self.index_shape = ()
         self.commitment_weight = float(commitment_weight)
         self.quantization_weight = float(quantization_weight)
         self.has_learned_codebook = bool(optimize_values)
-        projected = self.dim != len(levels)
-        self.project_in = nn.Linear(self.dim, len(levels)) if projected else nn.Identity()
-        self.project_out = nn.Linear(len(levels), self.dim) if projected else nn.Identity()
+        self.project_in, self.project_out = grid_projections(self.dim, len(levels))
         # One padded (d, max L) table; `_valid` marks the real slots (padding is never chosen, and stays
         # finite so that optimizers with weight decay leave it finite too).
         width = max(levels)
@@ -82,8 +76,7 @@ class LatentQuantize(Quantizer):
             self.values = nn.Parameter(values)
         else:
             self.register_buffer("values", values)
-        basis = torch.cumprod(torch.tensor((1, *levels[:-1]), dtype=torch.long), 0)
-        self.register_buffer("_basis", basis, persistent=False)
+        self.register_buffer("_basis", grid_basis(levels), persistent=False)
         self.register_buffer("_levels", torch.tensor(levels), persistent=False)
 
     def _digits(self, z: Tensor) -> Tensor:
