@@ -5,7 +5,18 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["RunClock"]
+__all__ = ["TIMING_ROWS", "RunClock"]
+
+# (metric key, table label) of the timings a demo reports, in table order.
+TIMING_ROWS = (
+    ("train_seconds", "train wall (s)"),
+    ("eval_seconds", "eval wall (s)"),
+    ("total_seconds", "total wall (s)"),
+    ("cpu_seconds", "process CPU (s)"),
+    ("threads", "torch threads"),
+    ("load_start", "load avg 1 min, start"),
+    ("load_end", "load avg 1 min, end"),
+)
 
 
 def _load_average() -> float:

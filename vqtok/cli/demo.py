@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ._args import positive_int
-from ._clock import RunClock
+from ._clock import TIMING_ROWS, RunClock
 
 __all__ = ["add_parser", "run", "default_config_path"]
 
@@ -55,13 +55,7 @@ _TABLE = (
     ("bits_per_example", "bits / image"),
     ("compression_ratio", "compression ratio"),
     ("examples", "test images"),
-    ("train_seconds", "train wall (s)"),
-    ("eval_seconds", "eval wall (s)"),
-    ("total_seconds", "total wall (s)"),
-    ("cpu_seconds", "process CPU (s)"),
-    ("threads", "torch threads"),
-    ("load_start", "load avg 1 min, start"),
-    ("load_end", "load avg 1 min, end"),
+    *TIMING_ROWS,
 )
 
 

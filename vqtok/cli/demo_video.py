@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from ._clock import RunClock
+from ._clock import TIMING_ROWS, RunClock
 
 __all__ = ["default_video_config_path", "run_video", "evaluate_video"]
 
@@ -36,13 +36,7 @@ _TABLE = (
     ("image_tokens", "image mode tokens / frame"),
     ("image_bits", "image mode bits / frame"),
     ("clips", "test clips"),
-    ("train_seconds", "train wall (s)"),
-    ("eval_seconds", "eval wall (s)"),
-    ("total_seconds", "total wall (s)"),
-    ("cpu_seconds", "process CPU (s)"),
-    ("threads", "torch threads"),
-    ("load_start", "load avg 1 min, start"),
-    ("load_end", "load avg 1 min, end"),
+    *TIMING_ROWS,
 )
 
 
