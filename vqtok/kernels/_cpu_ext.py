@@ -3,11 +3,11 @@
 The kernel is plain C++ on raw float pointers (no torch headers), so it compiles in about a second with
 ``g++ -O3 -march=native`` on first use. The shared library is cached under
 ``$VQTOK_CACHE/ext/<hash>/`` (default ``~/.cache/vqtok/ext/<hash>/``), where the hash covers the
-source, the flags, the compiler version and the CPU (``-march=native`` code may not run on another
-CPU). It is written to a temporary file and renamed into place, so concurrent processes (pytest
-workers) that compile at once never load a half-written file. It is loaded with :mod:`ctypes`, which
-releases the GIL during the call: latents are split between ``torch.get_num_threads()`` Python threads
-(OpenMP is not used because torch ships its own runtime).
+source and the kernels' shared headers (``*.h``), the flags, the compiler version and the CPU
+(``-march=native`` code may not run on another CPU). It is written to a temporary file and renamed into
+place, so concurrent processes (pytest workers) that compile at once never load a half-written file. It is
+loaded with :mod:`ctypes`, which releases the GIL during the call: latents are split between
+``torch.get_num_threads()`` Python threads (OpenMP is not used because torch ships its own runtime).
 
 Without a compiler, when the build fails, or with ``VQTOK_DISABLE_CPU_EXT=1``, :func:`load` returns
 ``None`` (a warning is logged once per process for a failure, an info message for the opt-out) and
@@ -121,7 +121,8 @@ def build_library(source: Path, lib_name: str) -> tuple[ctypes.CDLL | None, str 
         return None, "no C++ compiler found (set CXX or install g++)"
     try:
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
-        code = source.read_bytes()
+        # The kernels' shared headers are part of the source: a changed header must rebuild every kernel.
+        code = b"\0".join(f.read_bytes() for f in [source, *sorted(source.parent.glob("*.h"))])
         key = sha256_bytes(
             b"\0".join([code, " ".join(_FLAGS).encode(), cxx.encode(), version.encode(), _cpu_identity().encode()])
         )[:24]

@@ -23,6 +23,8 @@
 #include <limits>
 #include <vector>
 
+#include "_topk_heap.h"
+
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
@@ -31,35 +33,12 @@ namespace {
 
 constexpr int BS = 32;  // rows per block
 
-inline bool after(float a, int64_t ra, float b, int64_t rb) { return a > b || (a == b && ra > rb); }
-
-// Max-heap of (distance, row) of capacity k in caller storage; n kept.
-void heap_push(float* d, int64_t* r, int k, int& n, float v, int64_t row) {
-  if (n == k && !after(d[0], r[0], v, row)) return;
-  int i;
-  if (n < k) {
-    i = n++;
-    while (i > 0) {
-      int p = (i - 1) / 2;
-      if (!after(v, row, d[p], r[p])) break;
-      d[i] = d[p];
-      r[i] = r[p];
-      i = p;
-    }
-  } else {
-    i = 0;
-    for (;;) {
-      int c = 2 * i + 1;
-      if (c >= k) break;
-      if (c + 1 < k && after(d[c + 1], r[c + 1], d[c], r[c])) ++c;
-      if (!after(d[c], r[c], v, row)) break;
-      d[i] = d[c];
-      r[i] = r[c];
-      i = c;
-    }
-  }
-  d[i] = v;
-  r[i] = row;
+// Pushes (v, row) into the max-heap of capacity k in caller storage that holds n pairs (kept per query across
+// the lists it probes, hence the count outside the heap).
+inline void heap_push(float* d, int64_t* r, int k, int& n, float v, int64_t row) {
+  vqtok_heap::Heap h{d, r, k, n};
+  vqtok_heap::offer(h, v, row);
+  n = h.n;
 }
 
 // Sums of the quantized tables over one block of 32 rows: out[i] = sum_m q8[m][code(i, m)].
