@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ._args import positive_int
 from ._clock import TIMING_ROWS, RunClock
+from ._demo_train import train_or_reuse
 
 __all__ = ["add_parser", "run", "default_config_path"]
 
@@ -73,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import create_dataset
     from ..metrics.report import format_metrics_table
-    from ..train import Trainer
     from ._args import load_config
     from .evaluate import evaluate_to_report
 
@@ -85,22 +85,9 @@ def run(args: argparse.Namespace) -> int:
     # Fail before training if the data is missing: the error names the apt package.
     create_dataset(cfg.data.name, "test")
     run_dir = Path(cfg.run_dir)
-    model_dir = run_dir / "model"
-    train_seconds = None
-    if args.force or not (model_dir / "config.json").is_file():
-        print(
-            f"training {cfg.tokenizer} + {cfg.model.get('quantizer')} for {cfg.steps} steps of {cfg.batch_size} "
-            f"on {cfg.data.name} ({torch.get_num_threads()} threads); run directory {run_dir}"
-        )
-        t0 = time.perf_counter()
-        # Resume an interrupted run; a fresh one has no checkpoint (asking to resume it would only log a warning).
-        resume = not args.force and (run_dir / "checkpoint.pt").is_file()
-        trainer = Trainer(cfg, resume=resume, force=args.force, progress=not args.no_progress)
-        result = trainer.fit()
-        train_seconds = time.perf_counter() - t0
-        model_dir = result.model_dir or model_dir
-    else:
-        print(f"reusing the trained model in {model_dir} (pass --force to retrain)")
+    model_dir, train_seconds = train_or_reuse(
+        cfg, args, f"on {cfg.data.name} ({torch.get_num_threads()} threads); run directory {run_dir}"
+    )
     t0 = time.perf_counter()
     print(f"evaluating on the {cfg.eval_data or cfg.data.name} test split")
     metrics, page = evaluate_to_report(model_dir, cfg.eval_data or cfg.data.name, "test", run_dir / "eval")

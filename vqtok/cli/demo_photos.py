@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ._clock import RunClock
+from ._demo_train import train_or_reuse
 
 __all__ = ["run", "default_config_path"]
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics.report import format_metrics_table
     from ..modalities import find_modality
     from ..tokenizers import BaseTokenizer
-    from ..train import Trainer, evaluate, load_config
+    from ..train import evaluate, load_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,18 +54,12 @@ def run(args: argparse.Namespace) -> int:
     crop = int(cfg.data.kwargs.get("crop", 64))
     test = create_dataset("photos", "test", num_examples=int(getattr(args, "test_crops", 0) or 256), crop=crop)
     run_dir = Path(cfg.run_dir)
-    model_dir = run_dir / "model"
     metrics: dict[str, float] = {}
-    if args.force or not (model_dir / "config.json").is_file():
-        print(f"training {cfg.tokenizer} + {cfg.model.get('quantizer')} for {cfg.steps} steps of {cfg.batch_size} "
-              f"{crop}x{crop} photo crops ({torch.get_num_threads()} threads); run directory {run_dir}")  # fmt: skip
-        t0 = time.perf_counter()
-        resume = not args.force and (run_dir / "checkpoint.pt").is_file()
-        result = Trainer(cfg, resume=resume, force=args.force, progress=not args.no_progress).fit()
-        metrics["train_seconds"] = time.perf_counter() - t0
-        model_dir = result.model_dir or model_dir
-    else:
-        print(f"reusing the trained model in {model_dir} (pass --force to retrain)")
+    model_dir, train_seconds = train_or_reuse(
+        cfg, args, f"{crop}x{crop} photo crops ({torch.get_num_threads()} threads); run directory {run_dir}"
+    )
+    if train_seconds is not None:
+        metrics["train_seconds"] = train_seconds
     t0 = time.perf_counter()
     model = BaseTokenizer.from_pretrained(model_dir)
     result = evaluate(model, test, batch_size=64)

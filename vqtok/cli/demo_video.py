@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ._clock import TIMING_ROWS, RunClock
+from ._demo_train import train_or_reuse
 
 __all__ = ["default_video_config_path", "run_video", "evaluate_video"]
 
@@ -96,7 +97,6 @@ def run_video(args: argparse.Namespace, overrides: list[str]) -> int:
     from ..metrics.report import format_metrics_table
     from ..modalities.video import save_clip_gif
     from ..tokenizers import Tokenizer
-    from ..train import Trainer
     from ._args import load_config
 
     if args.threads:
@@ -106,19 +106,7 @@ def run_video(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg = load_config(path, ["device=cpu", *overrides])
     test = create_dataset(cfg.data.name, "test", **cfg.data.kwargs)
     run_dir = Path(cfg.run_dir)
-    model_dir = run_dir / "model"
-    train_seconds = None
-    if args.force or not (model_dir / "config.json").is_file():
-        print(
-            f"training {cfg.tokenizer} + {cfg.model.get('quantizer')} for {cfg.steps} steps of {cfg.batch_size} clips"
-        )
-        t0 = time.perf_counter()
-        resume = not args.force and (run_dir / "checkpoint.pt").is_file()
-        result = Trainer(cfg, resume=resume, force=args.force, progress=not args.no_progress).fit()
-        train_seconds = time.perf_counter() - t0
-        model_dir = result.model_dir or model_dir
-    else:
-        print(f"reusing the trained model in {model_dir} (pass --force to retrain)")
+    model_dir, train_seconds = train_or_reuse(cfg, args, "clips")
     t0 = time.perf_counter()
     model = Tokenizer.from_pretrained(model_dir)
     metrics, originals, recons = evaluate_video(model, test, max_clips=int(os.environ.get("VQTOK_DEMO_CLIPS", 128)))
