@@ -85,6 +85,21 @@ def test_residual_vq(cosine) -> None:
     assert q.index_shape == (3,)
 
 
+@pytest.mark.parametrize("cosine", [False, True])
+def test_residual_vq_with_one_projection_around_the_stack(cosine) -> None:
+    torch.manual_seed(0)
+    module = vqp.ResidualVQ(dim=DIM, num_quantizers=3, codebook_size=32, codebook_dim=6, use_cosine_sim=cosine)
+    assert module.has_projections
+    _train_a_little(module)
+    q = _check(module, lambda r: r[1], lambda r: r[0], atol=1e-6)
+    assert q.index_shape == (3,) and q.dim == DIM
+    assert q.project_in.weight.shape == (6, DIM) and q.project_out.weight.shape == (DIM, 6)
+    assert torch.equal(q.project_in.weight, module.project_in.weight)
+    assert torch.equal(q.project_out.bias, module.project_out.bias)
+    # The levels work in the projected width, each with its own (unprojected) codebook.
+    assert all(level.dim == 6 and level.codebook_dim == 6 for level in q.levels)
+
+
 @pytest.mark.parametrize("dim", [None, DIM])
 def test_fsq(dim) -> None:
     torch.manual_seed(0)
@@ -125,7 +140,6 @@ def test_lfq_without_projections_needs_the_bit_order_opt_in() -> None:
             "LayerNorm",
         ),
         (lambda: vqp.VectorQuantize(dim=DIM, codebook_size=8, codebook_dim=32), "codebook_dim=32 > dim=16"),
-        (lambda: vqp.ResidualVQ(dim=DIM, num_quantizers=2, codebook_size=8, codebook_dim=4), "whole stack"),
         (lambda: vqp.ResidualVQ(dim=DIM, num_quantizers=2, codebook_size=8, quantize_dropout=True), "quantize_dropout"),
         (lambda: vqp.ResidualVQ(dim=DIM, num_quantizers=2, codebook_size=(8, 16)), "per-level"),
         (lambda: vqp.FSQ(levels=[3, 3], preserve_symmetry=True), "preserve_symmetry"),

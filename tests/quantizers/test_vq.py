@@ -67,6 +67,7 @@ def test_ema_update_matches_hand_computed_reference():
     codes = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     q.embed.copy_(codes)
     q.embed_sum.copy_(codes)  # cluster sizes start at 1, so the sums equal the codes
+    q.initialized.fill_(True)  # a hand-set codebook: the first batch must not re-initialise it
     latents = torch.tensor([[0.1, 0.0], [0.9, 0.1], [1.1, -0.1], [0.2, 0.1]])
     out = q.train()(latents)
 
@@ -128,15 +129,33 @@ def test_simvq_learns_only_the_linear_map():
 
 
 # ------------------------------------------------------------------------------ init and restarts
-def test_kmeans_init_beats_random_init():
-    x = make_latents(_build(), 512, seed=3)
-    errors = {}
-    for kmeans_init in (True, False):
-        q = _build(kmeans_init=kmeans_init, dead_code_threshold=0.0).train()
+def test_kmeans_init_beats_random_latents_which_beat_a_fixed_random_codebook():
+    # Latents far from N(0, 1): a codebook that ignored the data would leave a few codes taking every token.
+    x = 10.0 + 5.0 * make_latents(_build(), 512, seed=3)
+    errors, usage = {}, {}
+    for init in ("kmeans", "latents", "fixed"):
+        torch.manual_seed(0)
+        q = _build(kmeans_init=init == "kmeans", dead_code_threshold=0.0).train()
+        if init == "fixed":
+            q.initialized.fill_(True)  # the constructor's N(0, 1) codes, the pre-fix behaviour
+        else:
+            q(x)  # initialises from this batch (then one EMA step)
         q(x)
         q.eval()
-        errors[kmeans_init] = float((q.decode(q.encode(x)) - x).square().mean())
-    assert errors[True] < 0.5 * errors[False], errors
+        codes = q.encode(x)
+        errors[init] = float((q.decode(codes) - x).square().mean())
+        usage[init] = codes.unique().numel()
+    assert errors["kmeans"] < errors["latents"] < 0.5 * errors["fixed"], errors
+    assert usage["latents"] > 4 * usage["fixed"], usage
+
+
+def test_random_latents_repeats_are_distinct_and_on_the_data_scale():
+    torch.manual_seed(0)
+    data = 100.0 + 3.0 * torch.randn(5, 4)
+    codes = _codebook.random_latents(data, 40)  # more codes than rows: repeats get noise
+    assert codes.shape == (40, 4) and torch.unique(codes, dim=0).shape[0] == 40
+    # Every code stays within a few percent of the data's spread from one of the rows.
+    assert float(torch.cdist(codes, data).min(dim=1).values.max()) < 0.2 * 3.0 * 2
 
 
 def test_kmeans_plusplus_and_lloyd_reduce_error():
@@ -180,6 +199,7 @@ def test_dead_codes_are_revived(overrides):
     x = make_latents(q, 512, seed=5)
     # Put every code far from the data, so that one or two codes take all tokens and the rest are dead.
     q._write_codes(torch.arange(16), 50.0 + torch.randn(16, 8))
+    q.initialized.fill_(True)  # so that the first step does not re-initialise the codes from the data
     q.eval()
     assert (q.encode(x).unique().numel()) <= 2
     q.train()
@@ -187,7 +207,7 @@ def test_dead_codes_are_revived(overrides):
     for _ in range(5):
         restarted.append(float(q(x).metrics["restarted_codes"]))
     q.eval()
-    assert restarted[1] >= 14  # the first step only initialises; the second revives the dead codes
+    assert restarted[1] >= 14  # counts start at 1: the first step marks the codes dead, the second revives them
     assert q.encode(x).unique().numel() >= 12  # 8 data clusters share 16 codes; a few may be mid-restart
     with torch.no_grad():
         error = float((q.decode(q.encode(x)) - x).square().mean())
@@ -294,6 +314,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         # EMA only, identically initialised: must equal one process seeing both ranks' batches.
         torch.manual_seed(0)
         ema = VQ(dim=4, codebook_size=16, kmeans_init=False, dead_code_threshold=0.0).train()
+        ema.initialized.fill_(True)  # keep the seeded constructor codes (no data-dependent init)
         for x in batches:
             full(x)
             ema(x)
@@ -317,6 +338,7 @@ def test_ddp_ranks_hold_identical_codebooks(tmp_path):
 
     torch.manual_seed(0)
     reference = VQ(dim=4, codebook_size=16, kmeans_init=False, dead_code_threshold=0.0).train()
+    reference.initialized.fill_(True)
     for a, b in zip(_batches(0), _batches(1), strict=True):
         reference(torch.cat([a, b]))
     for key, value in reference.state_dict().items():

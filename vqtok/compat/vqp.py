@@ -41,6 +41,7 @@ VQTOK_NAMES: dict[str, str] = {
     "lfq": "lfq",
     "rvq.num_levels": "num_levels",
     "rvq.level_prefix": "levels.{i}.",
+    "rvq.shared_codebook_dim": "shared_codebook_dim",
 }
 
 
@@ -154,7 +155,6 @@ def _convert_rvq(m: nn.Module) -> Quantizer:
     _unsupported(
         "ResidualVQ",
         {
-            "codebook_dim (one projection around the whole stack)": m.has_projections,
             "codebook_size (per-level tuple)": not m.uniform_codebook_size,
             "shared_codebook": getattr(m, "shared_codebook", False) or m.layers[0]._codebook.manual_ema_update,
             "quantize_dropout (vqtok: quantizer_dropout, a per-example probability)": m.quantize_dropout,
@@ -171,8 +171,15 @@ def _convert_rvq(m: nn.Module) -> Quantizer:
     kwargs = dict(per_level[0])
     kwargs.pop("codebook_dim")  # levels never project inside a ResidualVQ
     kwargs[VQTOK_NAMES["rvq.num_levels"]] = int(m.num_quantizers)
-    q = create_quantizer(VQTOK_NAMES["rvq"], **kwargs)
     state: dict[str, Tensor] = {}
+    if m.has_projections:
+        # ResidualVQ(codebook_dim=d != dim): one projection dim -> d around the whole stack, levels work in d.
+        project_in = _linear(m.project_in, "ResidualVQ.project_in")
+        kwargs[VQTOK_NAMES["rvq.shared_codebook_dim"]] = kwargs["dim"]
+        kwargs["dim"] = int(project_in.in_features)  # ResidualVQ keeps no ``dim`` attribute
+        _copy_linear(state, "project_in.", project_in, "project_in")
+        _copy_linear(state, "project_out.", _linear(m.project_out, "ResidualVQ.project_out"), "project_out")
+    q = create_quantizer(VQTOK_NAMES["rvq"], **kwargs)
     for i, layer in enumerate(m.layers):
         state.update(_vq_state(layer, VQTOK_NAMES["rvq.level_prefix"].format(i=i)))
     return _load(q, state, "ResidualVQ")

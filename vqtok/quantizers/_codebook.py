@@ -41,6 +41,7 @@ __all__ = [
     "kmeans_plusplus",
     "laplace_smoothed",
     "perplexity_from_counts",
+    "random_latents",
     "rotation_trick",
     "sample_rows",
     "with_gradient_of",
@@ -122,6 +123,19 @@ def sample_rows(data: Tensor, num: int) -> Tensor:
     else:
         pick = torch.randint(n, (num,), device=data.device)
     return data[pick]
+
+
+def random_latents(data: Tensor, num: int) -> Tensor:
+    """``num`` random rows of ``data`` ``(N, d)`` as initial codes; repeats (``num > N``) get noise.
+
+    The noise is 1% of each channel's spread, so repeated rows are distinct codes that the nearest-code
+    search can tell apart, while staying on the data's scale.
+    """
+    rows = sample_rows(data, num)
+    if num > data.shape[0]:
+        spread = data.float().std(dim=0, unbiased=False).to(data.dtype)
+        rows = rows + 0.01 * spread * torch.randn_like(rows)
+    return rows
 
 
 def kmeans(data: Tensor, num_clusters: int, iters: int, metric: str = "l2") -> tuple[Tensor, Tensor]:
