@@ -24,9 +24,7 @@ Written for vqtok; no code was copied from other implementations.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from torch import Tensor
+from typing import Literal
 
 from ._registry import register_quantizer
 from .grouped import Grouped
@@ -102,8 +100,3 @@ class PQ(Grouped):
             },
             disentangle_weight=disentangle_weight,
         )
-
-    def _encode(self, latents: Tensor, **options: Any) -> Tensor:
-        if options:
-            raise ValueError(f"PQ.encode takes no options, got {sorted(options)}")
-        return super()._encode(latents)

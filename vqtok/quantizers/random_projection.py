@@ -102,8 +102,6 @@ class RandomProjectionQuantizer(Quantizer):
         )
 
     def _encode(self, latents: Tensor, **options: Any) -> Tensor:
-        if options:
-            raise ValueError(f"RandomProjectionQuantizer.encode takes no options, got {sorted(options)}")
         ids = self._search(latents)
         return ids if self.index_shape else ids[:, 0]
 

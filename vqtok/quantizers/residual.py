@@ -173,12 +173,8 @@ class Residual(Quantizer):
         return sample_kept_levels(n, count, self.quantizer_dropout, latents.device)
 
     # -------------------------------------------------------------------------------------- encoding
-    def _encode(self, latents: Tensor, num_levels: Any = None, beam_width: Any = None, **unknown: Any) -> Tensor:
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.encode got unknown options {sorted(unknown)}; "
-                "it accepts num_levels and beam_width"
-            )
+    def _encode(self, latents: Tensor, num_levels: Any = None, beam_width: Any = None) -> Tensor:
+        # Other options never get here: the base class checks them against ``encode_options``.
         count = self._num_levels(num_levels)
         width = self.beam_width if beam_width is None else check_count(beam_width, "beam_width")
         if width > 1 and self.levels[0].index_shape:

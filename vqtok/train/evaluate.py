@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics import code_counts
+from ..metrics.codebook import perplexity_from_counts
 from ..modalities import find_modality
 from ..tokenizers import BaseTokenizer
 from .state import collate
@@ -134,9 +135,8 @@ def evaluate(
         metrics.update(modality.model_summary(model))
     metrics["examples"] = float(seen)
     if counts is not None and counts.sum() > 0:
-        p = counts[counts > 0] / counts.sum()
         metrics["usage"] = float((counts > 0).sum()) / codebook_size
-        metrics["perplexity"] = float(2 ** (-(p * p.log2()).sum()))
+        metrics["perplexity"] = float(perplexity_from_counts(counts.double()))
     tokens_per_example = total_tokens / max(seen, 1)
     metrics["codebook_size"] = float(codebook_size)
     metrics["num_codebooks"] = float(math.prod(index_shape))

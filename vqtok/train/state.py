@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-from .._dist import DistInfo
+from .._dist import DistInfo, all_reduce_mean
 from ..metrics import CodebookUsage
 from .config import TrainConfig
 
@@ -103,11 +102,7 @@ def reduce_logs(info: DistInfo, sums: dict[str, float], count: int, meter: Codeb
     """Averages the logged sums over steps and ranks and adds the codebook usage of the window."""
     keys = sorted(sums)
     values = torch.tensor([sums[k] / max(count, 1) for k in keys], dtype=torch.float64)
-    if info.enabled:
-        dev = info.device if dist.get_backend() == "nccl" else torch.device("cpu")
-        values = values.to(dev)
-        dist.all_reduce(values)
-        values = values.cpu() / info.world_size
+    values = all_reduce_mean(values)  # a no-op in one process; moves to the NCCL device when needed
     out = {k: float(v) for k, v in zip(keys, values.tolist(), strict=True)}
     if meter is not None:
         stats = meter.compute()
