@@ -26,7 +26,7 @@ import time
 import faiss
 import numpy as np
 import torch
-from vectors import embed_sentences, load_sentences, recall_1_at_10, token_table
+from vectors import load_table, recall_1_at_10, token_table
 
 from vqtok.kernels.kmeans import kmeans
 from vqtok.vectors.index import index_factory
@@ -95,13 +95,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
 
     n = args.train + args.database + args.queries
-    if args.table == "sentences":
-        sentences, sources = load_sentences(n, seed=0)
-        emb = embed_sentences(sentences, progress=True)
-    elif args.table == "synthetic":
-        emb, sources = gaussian_mixture(n)
-    else:
-        emb, sources = token_table(n, args.table == "tokens-lognorm")
+    emb, sources = gaussian_mixture(n) if args.table == "synthetic" else load_table(args.table, n)
     train, db, queries = emb[: args.train], emb[args.train : args.train + args.database], emb[-args.queries :]
     truth = exact_nearest(queries, db)
     dim = emb.shape[1]

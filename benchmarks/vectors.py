@@ -114,6 +114,14 @@ def run_vqtok(method: str, m: int, dim: int, train, db, queries, seed: int | Non
     return {"fit_s": fit, "encode_s": enc, "mse": rel_mse(db, recon), "ids": ids.numpy(), "bytes": codec.code_size}
 
 
+def load_table(table: str, n: int) -> tuple[np.ndarray, dict]:
+    """``n`` rows of the named real table (``sentences``, ``tokens`` or ``tokens-lognorm``) and their sources."""
+    if table == "sentences":
+        sentences, sources = load_sentences(n, seed=0)
+        return embed_sentences(sentences, progress=True), sources
+    return token_table(n, table == "tokens-lognorm")
+
+
 def token_table(n: int, lognorm: bool) -> tuple[np.ndarray, dict]:
     """Rows of all-MiniLM-L6-v2's word-piece embedding table in a fixed random order (a real, non-unit table)."""
     table = load_minilm("cpu")[0].auto_model.embeddings.word_embeddings.weight.detach().numpy().astype(np.float32)
@@ -159,11 +167,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
 
     n = args.train + args.database + args.queries
-    if args.table == "sentences":
-        sentences, sources = load_sentences(n, seed=0)
-        emb = embed_sentences(sentences, progress=True)
-    else:
-        emb, sources = token_table(n, args.table == "tokens-lognorm")
+    emb, sources = load_table(args.table, n)
     train = emb[: args.train]
     db = emb[args.train : args.train + args.database]
     queries = emb[args.train + args.database :]
