@@ -69,7 +69,7 @@ class OPQ(PQ):
         kmeans_iters: Lloyd iterations of the first and of the final PQ on the rotated data.
         rotation_init: ``"random"`` (a random orthogonal matrix, as faiss) or ``"pca"`` (PCA with eigenvalue
             allocation: lower MSE, lower recall; see the module docstring).
-        seed: Seed of the k-means (shared by all sub-spaces, as in PQ) and of the random rotation.
+        seed: Seed for k-means++ and the random rotation.
         device: Fitting/encoding device.
         progress: Show progress bars.
 
