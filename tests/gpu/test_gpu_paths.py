@@ -95,6 +95,18 @@ def test_triton_matches_fp64_reference(dtype: torch.dtype, metric: str, dim: int
 
 
 @needs_triton
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_runs_on_the_tensors_device() -> None:
+    """Inputs on cuda:1 while cuda:0 is current: the kernel must run where the data is."""
+    g = torch.Generator().manual_seed(3)
+    x, c = torch.randn(_N, 64, generator=g), torch.randn(_K, 64, generator=g)
+    with torch.cuda.device(0):
+        dist_, idx = nearest(x.to("cuda:1"), c.to("cuda:1"), "l2", backend="triton")
+    assert idx.device == torch.device("cuda:1")
+    _assert_fp32_exact(x, c, "l2", dist_.cpu(), idx.cpu())
+
+
+@needs_triton
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_triton_ties_take_lowest_index(dtype: torch.dtype) -> None:
     _skip_interpreted_bf16(dtype)
