@@ -1,4 +1,4 @@
-"""BSQ: the contract for every option, codes on the unit sphere, and what the entropy penalty does (with LFQ's in test_lfq)."""
+"""BSQ: the contract for every option, codes on the unit sphere, the entropy penalty (its spreading test: test_lfq)."""
 
 from __future__ import annotations
 
