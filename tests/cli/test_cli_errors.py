@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vqtok.cli.__main__ import main
+from vqtok.testing.configs import TINY_IMAGE2D
 from vqtok.tokenizers import create_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -25,15 +26,7 @@ Image = pytest.importorskip("PIL.Image")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    image = create_tokenizer(
-        "image2d",
-        in_channels=1,
-        image_size=(8, 8),
-        downsample=2,
-        channels=(8, 16),
-        quantizer="vq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 32},
-    )
+    image = create_tokenizer("image2d", **TINY_IMAGE2D)
     image.save_pretrained(root / "image")
     audio = create_tokenizer(
         "audio",

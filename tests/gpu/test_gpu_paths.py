@@ -28,6 +28,7 @@ from vqtok.kernels import nearest
 from vqtok.quantizers import create, example_config, list_quantizers
 from vqtok.quantizers.base import QuantizerOutput
 from vqtok.testing import contract
+from vqtok.testing.configs import tiny_image_run
 from vqtok.train import Trainer, load_config
 
 pytestmark = pytest.mark.gpu
@@ -270,19 +271,7 @@ def test_quantizer_under_cuda_autocast_and_against_cpu(name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ trainer
-_TINY = [
-    "tokenizer=image2d",
-    "model.in_channels=1",
-    "model.image_size=[8, 8]",
-    "model.downsample=2",
-    "model.channels=[8, 16]",
-    "model.quantizer=vq",
-    "model.quantizer_kwargs={dim: 8, codebook_size: 32}",
-    "data.name=synthetic",
-    "optim.warmup_steps=2",
-    "optim.lr=0.003",
-    f"device={DEVICE.type}",
-]
+_TINY = tiny_image_run("optim.lr=0.003", f"device={DEVICE.type}")
 
 
 def _log(run_dir: Path) -> list[dict]:
