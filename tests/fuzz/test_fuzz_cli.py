@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vqtok.cli.__main__ import USER_ERRORS, build_parser, main
-from vqtok.testing.configs import TINY_IMAGE2D, tiny_image_yaml
+from vqtok.testing.configs import TINY_AUDIO, TINY_IMAGE2D, tiny_image_yaml
 from vqtok.tokenizers import create_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -56,14 +56,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fuzzcli")
     torch.manual_seed(0)
     create_tokenizer("image2d", **TINY_IMAGE2D).save_pretrained(root / "image_model")
-    create_tokenizer(
-        "audio",
-        sample_rate=8000,
-        strides=(2, 2),
-        channels=4,
-        quantizer="vq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 16},
-    ).save_pretrained(root / "audio_model")
+    create_tokenizer("audio", **TINY_AUDIO).save_pretrained(root / "audio_model")
     from vqtok.testing.graphs import karate
     from vqtok.tokenizers import FASTTokenizer, NodePieceTokenizer
 
