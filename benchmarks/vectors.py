@@ -20,7 +20,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -36,6 +38,13 @@ def recall_1_at_10(ids: np.ndarray, truth: np.ndarray) -> float:
 
 def rel_mse(x: np.ndarray, y: np.ndarray) -> float:
     return float(((x - y) ** 2).sum() / (x**2).sum())
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """``(fn(*args), wall seconds)``."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def run_faiss(method: str, m: int, dim: int, train, db, queries, seed: int | None = None):
@@ -58,12 +67,8 @@ def run_faiss(method: str, m: int, dim: int, train, db, queries, seed: int | Non
     if seed is not None:
         for cp in clustering:
             cp.seed = seed
-    t0 = time.perf_counter()
-    index.train(train)
-    fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    codes = index.sa_encode(db)
-    enc = time.perf_counter() - t0
+    fit = timed(index.train, train)[1]
+    codes, enc = timed(index.sa_encode, db)
     recon = index.sa_decode(codes)
     index.add(db)
     _, ids = index.search(queries, 10)
@@ -101,12 +106,8 @@ def make_vqtok(method: str, m: int, dim: int, seed: int | None = None):
 
 def run_vqtok(method: str, m: int, dim: int, train, db, queries, seed: int | None = None):
     codec = make_vqtok(method, m, dim, seed)
-    t0 = time.perf_counter()
-    codec.fit(train)
-    fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    idx = codec.encode(db)
-    enc = time.perf_counter() - t0
+    fit = timed(codec.fit, train)[1]
+    idx, enc = timed(codec.encode, db)
     recon = codec.decode(idx).numpy()
     index = ADCIndex(codec)
     index.add_indices(idx)
@@ -218,21 +219,29 @@ def main() -> None:
 
 def write(args: argparse.Namespace, sources: dict, rows: list[dict]) -> None:
     """(Re)writes the results JSON with the rows so far."""
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    meta = {
-        "sources": sources,
-        "train": args.train,
-        "database": args.database,
-        "queries": args.queries,
-        "threads": args.threads,
-        "faiss_cached": args.faiss_cache,
-        "seed": args.seed,
+    write_results(
+        args.out,
+        rows,
+        sources=sources,
+        train=args.train,
+        database=args.database,
+        queries=args.queries,
+        threads=args.threads,
+        faiss_cached=args.faiss_cache,
+        seed=args.seed,
+    )
+
+
+def write_results(path: str, rows: list[dict], **meta: Any) -> None:
+    """Writes ``{"meta": meta + load average, versions and machine, "rows": rows}`` as JSON to ``path``."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    meta |= {
         "load_average": os.getloadavg(),
         "faiss": faiss.__version__,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
     }
-    with open(args.out, "w") as fh:
+    with open(path, "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=1)
 
 
