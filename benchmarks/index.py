@@ -22,7 +22,8 @@ import argparse
 import faiss
 import numpy as np
 import torch
-from vectors import load_table, recall_1_at_10, timed, token_table, write_results
+from _common import timed, write_results
+from vectors import load_table, recall_1_at_10, token_table
 
 from vqtok.kernels.kmeans import kmeans
 from vqtok.vectors.index import index_factory

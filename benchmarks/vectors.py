@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 import torch
+from _common import timed, write_results
 
 from vqtok.data.text import embed_sentences, load_minilm, load_sentences
 from vqtok.vectors import LSQ, OPQ, PQ, RQ, ADCIndex
@@ -38,13 +34,6 @@ def recall_1_at_10(ids: np.ndarray, truth: np.ndarray) -> float:
 
 def rel_mse(x: np.ndarray, y: np.ndarray) -> float:
     return float(((x - y) ** 2).sum() / (x**2).sum())
-
-
-def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    """``(fn(*args), wall seconds)``."""
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
 
 
 def run_faiss(method: str, m: int, dim: int, train, db, queries, seed: int | None = None):
@@ -230,19 +219,6 @@ def write(args: argparse.Namespace, sources: dict, rows: list[dict]) -> None:
         faiss_cached=args.faiss_cache,
         seed=args.seed,
     )
-
-
-def write_results(path: str, rows: list[dict], **meta: Any) -> None:
-    """Writes ``{"meta": meta + load average, versions and machine, "rows": rows}`` as JSON to ``path``."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    meta |= {
-        "load_average": os.getloadavg(),
-        "faiss": faiss.__version__,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-    }
-    with open(path, "w") as fh:
-        json.dump({"meta": meta, "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":
