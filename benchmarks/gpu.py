@@ -171,11 +171,30 @@ def _cell(res: dict | None, key: str, fmt: str = "{:.3g}") -> str:
     return _f(res.get(key), fmt)
 
 
+def _table(header: list[str], aligns: str, rows: list[list[Any]]) -> list[str]:
+    """Markdown table lines; ``aligns`` has one letter per column, ``r`` for right-aligned (numbers), else left."""
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if a == "r" else "---" for a in aligns) + " |"]
+    return out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _search_row(r: dict) -> list[Any]:
+    tr, to, fa = r.get("triton"), r.get("torch"), r.get("faiss")
+    return [
+        *(r["dtype"], r["dim"], f"{r['codebook_size']:,}", _cell(tr, "seconds"), _cell(tr, "tflops")),
+        *(_cell(tr, "fraction_of_bf16_peak", "{:.1%}"), _cell(tr, "recheck_fraction", "{:.2%}")),
+        *(_cell(to, "seconds"), _f(r.get("triton_speedup_over_torch"), "{:.1f}x"), _cell(fa, "seconds")),
+        "/".join(_cell(x, "agreement", "{:.4f}") for x in (tr, to, fa)),
+    ]
+
+
 def markdown(result: dict) -> str:
     meta, parts = result["meta"], result["parts"]
     lines = [f"# GPU check ({meta['device_name']}, torch {meta['torch']}, {meta['seconds']:.0f} s)", ""]
-    lines += ["| part | status | seconds |", "| --- | --- | ---: |"]
-    lines += [f"| {k} | {v.get('status')} | {_f(v.get('seconds'), '{:.0f}')} |" for k, v in parts.items()]
+    lines += _table(
+        ["part", "status", "seconds"],
+        "llr",
+        [[k, v.get("status"), _f(v.get("seconds"), "{:.0f}")] for k, v in parts.items()],
+    )
     t = parts.get("tests", {})
     if "passed" in t:
         lines += ["", f"Tests: {t['passed']} passed, {t['failed']} failed, {t['error']} errors, {t['skipped']} skipped"]
@@ -189,48 +208,29 @@ def markdown(result: dict) -> str:
             f"Search (N = {s['rows'][0]['n']:,}); bf16 matmul peak {_f(s.get('bf16_peak_tflops'))} TFLOP/s",
             "",
         ]
-        lines += [
-            "| dtype | D | K | Triton s | TFLOP/s | % peak | re-checked | torch s | speed-up | faiss s | agree T/t/f |"
-        ]
-        lines += ["| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-        for r in s["rows"]:
-            tr, to, fa = r.get("triton"), r.get("torch"), r.get("faiss")
-            agree = "/".join(_cell(x, "agreement", "{:.4f}") for x in (tr, to, fa))
-            lines.append(
-                f"| {r['dtype']} | {r['dim']} | {r['codebook_size']:,} | {_cell(tr, 'seconds')} "
-                f"| {_cell(tr, 'tflops')} | {_cell(tr, 'fraction_of_bf16_peak', '{:.1%}')} "
-                f"| {_cell(tr, 'recheck_fraction', '{:.2%}')} | {_cell(to, 'seconds')} "
-                f"| {_f(r.get('triton_speedup_over_torch'), '{:.1f}x')} | {_cell(fa, 'seconds')} | {agree} |"
-            )
+        header = ["dtype", "D", "K", "Triton s", "TFLOP/s", "% peak", "re-checked", "torch s", "speed-up", "faiss s"]
+        lines += _table([*header, "agree T/t/f"], "lrrrrrrrrrl", [_search_row(r) for r in s["rows"]])
     ts = parts.get("train_step", {})
     if ts.get("rows"):
         lines += ["", "vq training step (forward + backward, EMA)", ""]
-        lines += [
-            "| impl | D | K | tokens | step s | peak GiB | note |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        rows = [
+            [r["impl"], r["dim"], f"{r['codebook_size']:,}", f"{r['n']:,}", _f(r.get("seconds"))]
+            + [_f(r.get("peak_gib", r.get("peak_extra_rss_gib")), "{:.2f}"), r.get("error") or r.get("skipped") or ""]
+            for r in ts["rows"]
         ]
-        for r in ts["rows"]:
-            note = r.get("error") or r.get("skipped") or ""
-            mem = r.get("peak_gib", r.get("peak_extra_rss_gib"))
-            lines.append(
-                f"| {r['impl']} | {r['dim']} | {r['codebook_size']:,} | {r['n']:,} | {_f(r.get('seconds'))} "
-                f"| {_f(mem, '{:.2f}')} | {note} |"
-            )
+        lines += _table(["impl", "D", "K", "tokens", "step s", "peak GiB", "note"], "lrrrrrl", rows)
     d = parts.get("demo", {})
     if d.get("rows"):
         lines += ["", "Demo tokenizer training (bf16 autocast)", ""]
-        lines += [
-            "| mode | batch | images/s | step ms | warm-up s | note |",
-            "| --- | ---: | ---: | ---: | ---: | --- |",
+        rows = [
+            [r["mode"], r["batch_size"], _f(r.get("images_per_s"), "{:,.0f}"), _f(r.get("step_ms"), "{:.1f}")]
+            + [_f(r.get("warmup_s"), "{:.1f}"), r.get("error") or r.get("skipped") or r.get("compile_backend", "")]
+            for r in d["rows"]
         ]
-        for r in d["rows"]:
-            note = r.get("error") or r.get("skipped") or r.get("compile_backend", "")
-            lines.append(
-                f"| {r['mode']} | {r['batch_size']} | {_f(r.get('images_per_s'), '{:,.0f}')} "
-                f"| {_f(r.get('step_ms'), '{:.1f}')} | {_f(r.get('warmup_s'), '{:.1f}')} | {note} |"
-            )
-    lines += ["", "| target | measured | met |", "| --- | ---: | --- |"]
-    lines += [f"| {r['target']} | {r['shown']} | {r['met']} |" for r in result["targets"]]
+        lines += _table(["mode", "batch", "images/s", "step ms", "warm-up s", "note"], "lrrrrl", rows)
+    lines += [""] + _table(
+        ["target", "measured", "met"], "lrl", [[r["target"], r["shown"], r["met"]] for r in result["targets"]]
+    )
     return "\n".join(lines) + "\n"
 
 

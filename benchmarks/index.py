@@ -18,24 +18,15 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/index.py --table tokens --ind
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
 
 import faiss
 import numpy as np
 import torch
+from _common import timed, write_results
 from vectors import load_table, recall_1_at_10, token_table
 
 from vqtok.kernels.kmeans import kmeans
 from vqtok.vectors.index import index_factory
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
 
 
 def gaussian_mixture(n: int, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -147,17 +138,7 @@ def main() -> None:
             rows.append({"index": desc, "library": lib, "bytes_per_vector": bpv, "build_s": build, "curve": curve})
             line = " ".join(f"{c['recall_1_at_10']:10.3f} {c['qps']:6.0f}" for c in curve)
             print(f"{desc:18} {lib:6} {bpv:5d} {build:8.1f} | {line}", flush=True)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    meta = {
-        "sources": sources,
-        "args": vars(args),
-        "load_average": os.getloadavg(),
-        "faiss": faiss.__version__,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-    }
-    with open(args.out, "w") as fh:
-        json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+    write_results(args.out, rows, sources=sources, args=vars(args))
     print(f"wrote {args.out}")
 
 

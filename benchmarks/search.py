@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
 import resource
 import sys
 import threading
@@ -26,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import faiss
-import numpy as np
 import torch
+from _common import print_header, write_results
 
 from vqtok.kernels import nearest
 from vqtok.kernels.nearest import auto_cpu_ext
@@ -111,8 +109,7 @@ def main() -> None:
         f"{'backend':>8}"
     )
     print(f"N={args.n}, threads={args.threads}, torch {torch.__version__}, faiss {faiss.__version__}")
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for dim in args.dims:
         for num_codes in args.codebook_sizes:
             x = torch.randn(args.n, dim)
@@ -177,17 +174,7 @@ def main() -> None:
                 f"{m_q:>8.1f} | {agree:>7.4f} {backend:>8}",
                 flush=True,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "faiss": faiss.__version__,
-        "numpy": np.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-    }
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_results(args.out, rows, threads=args.threads)
     print(f"wrote {args.out}")
 
 

@@ -10,15 +10,13 @@ behind: many codes share the k-th distance. All libraries run on ``--threads`` t
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import faiss
 import torch
+from _common import write_results
 
 from vqtok.kernels import nearest
 
@@ -87,19 +85,7 @@ def main() -> None:
         del idx_f
         rows.append(row)
         print(line, flush=True)
-    meta = {
-        "n": args.n,
-        "codebook_size": args.codebook_size,
-        "k": args.k,
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "faiss": faiss.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_results(args.out, rows, n=args.n, codebook_size=args.codebook_size, k=args.k, threads=args.threads)
     print(f"wrote {args.out}")
 
 

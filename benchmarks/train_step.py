@@ -14,12 +14,12 @@ The default grid is D in {8, 64, 256} x K in {1,024; 16,384; 65,536; 262,144} at
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
+from _common import print_header, write_results
 from search import fresh_allocations, measure
 from vector_quantize_pytorch import VectorQuantize
 
@@ -48,8 +48,7 @@ def main() -> None:
         f"{'vqtok MiB':>9} {'vqp MiB':>9} {'ratio':>6}"
     )
     print(f"N={args.n}, threads={args.threads}, forward+backward, EMA 0.99")
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for dim in args.dims:
         for num_codes in args.codebook_sizes:
             # One step at the largest sizes takes a minute on one thread: the repeat adds nothing.
@@ -90,16 +89,8 @@ def main() -> None:
                 skip = "skip"
                 print(f"{dim:>4} {num_codes:>7} | {t_o:>8.3f} {skip:>8} {'':>9} | {m_o:>9.1f} {skip:>9}", flush=True)
             rows.append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "seconds": time.perf_counter() - start,
-        # Timings are only comparable on a quiet machine: keep the load next to them.
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-    }
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    # Timings are only comparable on a quiet machine: the load before the run goes next to the one after it.
+    write_results(args.out, rows, threads=args.threads, seconds=time.perf_counter() - start, loadavg_before=load_before)
     print(f"wrote {args.out}")
 
 

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
-import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
+from _common import timed, write_results
 
 from vqtok.data.text import embed_sentences, load_minilm, load_sentences
 from vqtok.vectors import LSQ, OPQ, PQ, RQ, ADCIndex
@@ -95,12 +93,8 @@ def run_faiss(method: str, m: int, dim: int, train, db, queries, seed: int | Non
     if seed is not None:
         for cp in clustering:
             cp.seed = seed
-    t0 = time.perf_counter()
-    index.train(train)
-    fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    codes = index.sa_encode(db)
-    enc = time.perf_counter() - t0
+    fit = timed(index.train, train)[1]
+    codes, enc = timed(index.sa_encode, db)
     recon = index.sa_decode(codes)
     index.add(db)
     _, ids = index.search(queries, 10)
@@ -138,12 +132,8 @@ def make_vqtok(method: str, m: int, dim: int, seed: int | None = None):
 
 def run_vqtok(method: str, m: int, dim: int, train, db, queries, seed: int | None = None):
     codec = make_vqtok(method, m, dim, seed)
-    t0 = time.perf_counter()
-    codec.fit(train)
-    fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    idx = codec.encode(db)
-    enc = time.perf_counter() - t0
+    fit = timed(codec.fit, train)[1]
+    idx, enc = timed(codec.encode, db)
     recon = codec.decode(idx).numpy()
     index = ADCIndex(codec)
     index.add_indices(idx)
@@ -278,23 +268,19 @@ def print_summary(summary: list[dict]) -> None:
 
 def write(args: argparse.Namespace, sources: dict, rows: list[dict]) -> None:
     """(Re)writes the results JSON with the rows so far."""
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    meta = {
-        "sources": sources,
-        "train": args.train,
-        "database": args.database,
-        "queries": args.queries,
-        "threads": args.threads,
-        "faiss_cached": args.faiss_cache,
-        "seed": args.seed,
-        "seeds": args.seeds,
-        "load_average": os.getloadavg(),
-        "faiss": faiss.__version__,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-    }
-    with open(args.out, "w") as fh:
-        json.dump({"meta": meta, "rows": rows, "summary": summarize(rows)}, fh, indent=1)
+    write_results(
+        args.out,
+        rows,
+        sources=sources,
+        train=args.train,
+        database=args.database,
+        queries=args.queries,
+        threads=args.threads,
+        faiss_cached=args.faiss_cache,
+        seed=args.seed,
+        seeds=args.seeds,
+        summary=summarize(rows),
+    )
 
 
 if __name__ == "__main__":

@@ -29,3 +29,28 @@ def _one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def kill_training(monkeypatch):
+    """``kill_training(trainer, step)``: runs ``trainer.fit()`` and interrupts it during its ``step``-th training
+    step, as a killed process would stop (the steps before it ran and saved their checkpoints as usual)."""
+    from vqtok.train import Trainer
+
+    def kill(trainer: Trainer, step: int) -> None:
+        real_step = Trainer._train_step
+        calls = 0
+
+        def dying_step(self, *args, **kwargs):
+            nonlocal calls
+            calls += 1
+            if calls == step:
+                raise KeyboardInterrupt
+            return real_step(self, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Trainer, "_train_step", dying_step)
+            with pytest.raises(KeyboardInterrupt):
+                trainer.fit()
+
+    return kill

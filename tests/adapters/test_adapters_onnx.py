@@ -8,24 +8,15 @@ from _hf_references import REFERENCES
 
 pytest.importorskip("onnxruntime")
 
-from torch.onnx import OnnxExporterError  # noqa: E402
-
 from vqtok.adapters import from_hf_model  # noqa: E402
+from vqtok.testing.onnx import export_cases  # noqa: E402
 from vqtok.tokenizers.onnx import DECODE_ATOL, check_onnx, example_signal  # noqa: E402
 
 #: Adapters whose reference model cannot be traced to ONNX, with the reason.
 UNEXPORTABLE = {"mimi": "MimiModel's attention masks use aten::diff, which has no ONNX opset-17 export"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=UNEXPORTABLE[n], raises=OnnxExporterError, strict=True))
-        if n in UNEXPORTABLE
-        else n
-        for n in sorted(REFERENCES)
-    ],
-)
+@pytest.mark.parametrize("name", export_cases(sorted(REFERENCES), UNEXPORTABLE))
 def test_adapter_onnx_matches_pytorch(name, tmp_path) -> None:
     torch.manual_seed(0)
     tok = from_hf_model(REFERENCES[name][0]())

@@ -12,10 +12,15 @@ import pytest
 pytest.importorskip("faiss")
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("bench_vectors", ROOT / "benchmarks" / "vectors.py")
-bench_vectors = importlib.util.module_from_spec(spec)
-sys.modules["bench_vectors"] = bench_vectors
-spec.loader.exec_module(bench_vectors)
+# benchmarks/vectors.py imports its sibling benchmarks/_common.py as a top-level module (the scripts run from there).
+sys.path.insert(0, str(ROOT / "benchmarks"))
+try:
+    spec = importlib.util.spec_from_file_location("bench_vectors", ROOT / "benchmarks" / "vectors.py")
+    bench_vectors = importlib.util.module_from_spec(spec)
+    sys.modules["bench_vectors"] = bench_vectors
+    spec.loader.exec_module(bench_vectors)
+finally:
+    sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def _row(method: str, budget: int, seed: int, faiss_recall: float, vqtok_recall: float) -> dict:

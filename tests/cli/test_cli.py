@@ -8,24 +8,9 @@ import numpy as np
 import pytest
 
 from vqtok.cli.__main__ import main
+from vqtok.testing.configs import tiny_image_yaml
 
-CONFIG = """
-tokenizer: image2d
-model:
-  in_channels: 1
-  image_size: [8, 8]
-  downsample: 2
-  channels: [8, 16]
-  quantizer: vq
-  quantizer_kwargs: {dim: 8, codebook_size: 32}
-data: {name: synthetic}
-optim: {warmup_steps: 2, lr: 0.003}
-steps: 6
-batch_size: 16
-log_every: 3
-ckpt_every: 3
-device: cpu
-"""
+CONFIG = tiny_image_yaml("optim.lr=0.003", "steps=6", "batch_size=16", "log_every=3", "ckpt_every=3")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vqtok.cli.__main__ import main
+from vqtok.testing.configs import TINY_AUDIO, TINY_IMAGE2D
 from vqtok.tokenizers import create_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -25,24 +26,9 @@ Image = pytest.importorskip("PIL.Image")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    image = create_tokenizer(
-        "image2d",
-        in_channels=1,
-        image_size=(8, 8),
-        downsample=2,
-        channels=(8, 16),
-        quantizer="vq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 32},
-    )
+    image = create_tokenizer("image2d", **TINY_IMAGE2D)
     image.save_pretrained(root / "image")
-    audio = create_tokenizer(
-        "audio",
-        sample_rate=8000,
-        strides=(2, 2),
-        channels=4,
-        quantizer="vq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 16},
-    )
+    audio = create_tokenizer("audio", **TINY_AUDIO)
     audio.save_pretrained(root / "audio")
     return root
 
@@ -207,7 +193,7 @@ def test_wav_with_audio_model_and_wrong_rate(models: Path, tmp_path: Path, capsy
     (tmp_path / "b.wav").write_bytes(wav_bytes(samples, rate=16000))
     rc, err = run(encode(models, "audio", tmp_path / "a.wav", out=tmp_path / "a.npy"), capsys)
     assert rc == 0, err
-    assert np.load(tmp_path / "a.npy").shape == (1, 100)
+    assert np.load(tmp_path / "a.npy").shape == (1, 100, 2)  # 400 samples at hop 4, two residual levels
     rc, err = run(encode(models, "audio", tmp_path / "b.wav", out=tmp_path / "b.npy"), capsys)
     assert_one_line_error(rc, err, "b.wav", "16000 Hz")
 

@@ -23,6 +23,7 @@ from vqtok.data.export import (
     sha256_file,
 )
 from vqtok.modalities import AUDIO, ReadOptions, read_wav
+from vqtok.testing.configs import TINY_IMAGE2D
 from vqtok.tokenizers import Tokenizer, create_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -36,15 +37,8 @@ SHARD = 8  # 7 shards, the last one short
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Tokenizer]:
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    tok = create_tokenizer(
-        "image2d",
-        in_channels=1,
-        image_size=(8, 8),
-        downsample=2,
-        channels=(8, 16),
-        quantizer="rvq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 16, "num_levels": 2},
-    ).eval()
+    rvq = {"quantizer": "rvq", "quantizer_kwargs": {"dim": 8, "codebook_size": 16, "num_levels": 2}}
+    tok = create_tokenizer("image2d", **{**TINY_IMAGE2D, **rvq}).eval()
     tok.save_pretrained(root / "model")
     images = np.random.default_rng(0).integers(0, 256, size=(NUM_IMAGES, 1, 8, 8), dtype=np.uint8)
     np.save(root / "images.npy", images)

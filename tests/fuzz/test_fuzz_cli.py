@@ -22,29 +22,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vqtok.cli.__main__ import USER_ERRORS, build_parser, main
+from vqtok.testing.configs import TINY_AUDIO, TINY_IMAGE2D, tiny_image_yaml
 from vqtok.tokenizers import create_tokenizer
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 PIL = pytest.importorskip("PIL.Image")
 
-CONFIG = """
-tokenizer: image2d
-model:
-  in_channels: 1
-  image_size: [8, 8]
-  downsample: 2
-  channels: [8, 16]
-  quantizer: vq
-  quantizer_kwargs: {dim: 8, codebook_size: 32}
-data: {name: synthetic}
-optim: {warmup_steps: 1, lr: 0.003}
-steps: 2
-batch_size: 8
-log_every: 1
-ckpt_every: 2
-device: cpu
-"""
+CONFIG = tiny_image_yaml(
+    "optim.warmup_steps=1", "optim.lr=0.003", "steps=2", "batch_size=8", "log_every=1", "ckpt_every=2"
+)
 NUMBERS = ["1", "2", "7", "0", "-1", "-5", "abc", "", "1e3", "2.5"]
 
 
@@ -68,23 +55,8 @@ def _wav(n: int, rate: int = 8000) -> bytes:
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fuzzcli")
     torch.manual_seed(0)
-    create_tokenizer(
-        "image2d",
-        in_channels=1,
-        image_size=(8, 8),
-        downsample=2,
-        channels=(8, 16),
-        quantizer="vq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 32},
-    ).save_pretrained(root / "image_model")
-    create_tokenizer(
-        "audio",
-        sample_rate=8000,
-        strides=(2, 2),
-        channels=4,
-        quantizer="vq",
-        quantizer_kwargs={"dim": 8, "codebook_size": 16},
-    ).save_pretrained(root / "audio_model")
+    create_tokenizer("image2d", **TINY_IMAGE2D).save_pretrained(root / "image_model")
+    create_tokenizer("audio", **TINY_AUDIO).save_pretrained(root / "audio_model")
     from vqtok.testing.graphs import karate
     from vqtok.tokenizers import FASTTokenizer, NodePieceTokenizer
 

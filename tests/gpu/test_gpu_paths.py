@@ -21,13 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqtok.kernels import nearest
 from vqtok.quantizers import create, example_config, list_quantizers
 from vqtok.quantizers.base import QuantizerOutput
 from vqtok.testing import contract
+from vqtok.testing.configs import tiny_image_run
+from vqtok.testing.nearest import reference_distances
 from vqtok.train import Trainer, load_config
 
 pytestmark = pytest.mark.gpu
@@ -48,20 +49,10 @@ def _skip_interpreted_bf16(dtype: torch.dtype) -> None:
         pytest.skip("Triton's interpreter computes bf16 tl.dot wrongly; bf16 runs on a real GPU only")
 
 
-def _reference(x: Tensor, c: Tensor, metric: str) -> Tensor:
-    """``(N, K)`` fp64 distances of the (upcast) inputs."""
-    x, c = x.double(), c.double()
-    if metric == "cosine":
-        return 1.0 - F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).T
-    if metric == "ip":
-        return -(x @ c.T)
-    return (x * x).sum(-1, keepdim=True) - 2 * x @ c.T + (c * c).sum(-1)
-
-
 def _assert_fp32_exact(x: Tensor, c: Tensor, metric: str, dist_: Tensor, idx: Tensor) -> None:
     """The chosen code is within fp32 rounding of the fp64 best; clear winners are found exactly."""
     assert dist_.dtype == torch.float32 and idx.dtype == torch.int64 and idx.shape == (x.shape[0],)
-    ref = _reference(x, c, metric)
+    ref = reference_distances(x, c, metric)
     two = ref.topk(2, dim=1, largest=False).values
     if metric == "cosine":
         bound = torch.full_like(two[:, 0], 2 * _TOL)
@@ -95,6 +86,18 @@ def test_triton_matches_fp64_reference(dtype: torch.dtype, metric: str, dim: int
 
 
 @needs_triton
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_runs_on_the_tensors_device() -> None:
+    """Inputs on cuda:1 while cuda:0 is current: the kernel must run where the data is."""
+    g = torch.Generator().manual_seed(3)
+    x, c = torch.randn(_N, 64, generator=g), torch.randn(_K, 64, generator=g)
+    with torch.cuda.device(0):
+        dist_, idx = nearest(x.to("cuda:1"), c.to("cuda:1"), "l2", backend="triton")
+    assert idx.device == torch.device("cuda:1")
+    _assert_fp32_exact(x, c, "l2", dist_.cpu(), idx.cpu())
+
+
+@needs_triton
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_triton_ties_take_lowest_index(dtype: torch.dtype) -> None:
     _skip_interpreted_bf16(dtype)
@@ -107,7 +110,7 @@ def test_triton_ties_take_lowest_index(dtype: torch.dtype) -> None:
     midpoints = (c[200:260] + c[261:321]) / 2  # equidistant from two distinct codes
     x = torch.cat([c[400:500], c[140:150], midpoints, torch.randint(-3, 4, (300, 16), generator=g).float()])
     x, c = x.to(dtype), c.to(dtype)
-    expected = _reference(x, c, "l2").argmin(1)  # argmin returns the first of equal minima
+    expected = reference_distances(x, c, "l2").argmin(1)  # argmin returns the first of equal minima
     _, idx = nearest(x.to(DEVICE), c.to(DEVICE), backend="triton")
     assert torch.equal(idx.cpu(), expected)
     _, idx_torch = nearest(x.to(DEVICE), c.to(DEVICE), backend="torch")
@@ -270,19 +273,7 @@ def test_quantizer_under_cuda_autocast_and_against_cpu(name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ trainer
-_TINY = [
-    "tokenizer=image2d",
-    "model.in_channels=1",
-    "model.image_size=[8, 8]",
-    "model.downsample=2",
-    "model.channels=[8, 16]",
-    "model.quantizer=vq",
-    "model.quantizer_kwargs={dim: 8, codebook_size: 32}",
-    "data.name=synthetic",
-    "optim.warmup_steps=2",
-    "optim.lr=0.003",
-    f"device={DEVICE.type}",
-]
+_TINY = tiny_image_run("optim.lr=0.003", f"device={DEVICE.type}")
 
 
 def _log(run_dir: Path) -> list[dict]:

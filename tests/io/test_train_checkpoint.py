@@ -8,25 +8,11 @@ import pytest
 import torch
 
 from vqtok._io import CheckpointError
+from vqtok.testing.configs import tiny_image_run
 from vqtok.train import Trainer, load_config
 from vqtok.train.checkpoint import checksum_path, load_training_checkpoint, save_training_checkpoint
 
-TINY = [
-    "tokenizer=image2d",
-    "model.in_channels=1",
-    "model.image_size=[8, 8]",
-    "model.downsample=2",
-    "model.channels=[8, 16]",
-    "model.quantizer=vq",
-    "model.quantizer_kwargs={dim: 8, codebook_size: 32}",
-    "data.name=synthetic",
-    "device=cpu",
-    "optim.warmup_steps=2",
-    "steps=4",
-    "batch_size=8",
-    "log_every=2",
-    "ckpt_every=2",
-]
+TINY = tiny_image_run("steps=4", "batch_size=8", "log_every=2", "ckpt_every=2")
 
 
 def _state(step: int) -> dict:

@@ -18,10 +18,10 @@ import textwrap
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vqtok.kernels import _cpu_ext, nearest
 from vqtok.testing import test_device
+from vqtok.testing.nearest import reference_distances
 
 _TOL = 1e-5
 _DEVICE = test_device()
@@ -41,23 +41,13 @@ def backend(request) -> str:
     return request.param
 
 
-def _reference(x: torch.Tensor, c: torch.Tensor, metric: str) -> torch.Tensor:
-    """``(N, K)`` fp64 distances."""
-    x, c = x.double(), c.double()
-    if metric == "cosine":
-        return 1.0 - F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).T
-    if metric == "ip":
-        return -(x @ c.T)
-    return (x * x).sum(-1, keepdim=True) - 2 * x @ c.T + (c * c).sum(-1)
-
-
 def _lexsort_topk(ref: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k smallest per row ordered by (distance, index)."""
     return torch.sort(ref, dim=1, stable=True).indices[:, :k]
 
 
 def _assert_matches_reference(x: torch.Tensor, c: torch.Tensor, metric: str, dist: torch.Tensor, idx: torch.Tensor):
-    ref = _reference(x.cpu(), c.cpu(), metric)
+    ref = reference_distances(x.cpu(), c.cpu(), metric)
     dist, idx = dist.cpu(), idx.cpu()
     best2, top2 = ref.topk(2, dim=1, largest=False)
     # fp32 error of a distance scales with the norms involved: the latent and the competing codes.
@@ -113,7 +103,7 @@ def test_topk_matches_reference_order(metric: str, k: int, backend: str):
             x.to(_DEVICE), c.to(_DEVICE), metric, k=k, tile_n=tiles[0], tile_k=tiles[1], backend=backend
         )
         assert dist.shape == idx.shape == (100, k)
-        ref = _reference(x, c, metric)
+        ref = reference_distances(x, c, metric)
         ref_sorted = ref.sort(dim=1).values[:, :k]
         assert torch.allclose(dist.cpu().double(), ref_sorted, atol=1e-4, rtol=1e-4)
         assert (dist[:, 1:] >= dist[:, :-1]).all()
@@ -134,7 +124,7 @@ def _tie_data() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("tiles", _TILES, ids=lambda t: f"tile{t[0]}x{t[1]}")
 def test_exact_ties_go_to_lowest_index(metric: str, tiles: tuple[int, int], backend: str):
     x, c = _tie_data()
-    ref = _reference(x, c, metric)
+    ref = reference_distances(x, c, metric)
     dist, idx = nearest(x.to(_DEVICE), c.to(_DEVICE), metric, tile_n=tiles[0], tile_k=tiles[1], backend=backend)
     # argmin of the exact distances, first occurrence: the documented tie-breaking.
     first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
@@ -166,7 +156,7 @@ def test_huge_and_tiny_norms_do_not_overflow(scale: float, backend: str):
     d0, i0 = nearest(x, c, backend=backend)
     for metric in ("l2", "ip"):
         d1, i1 = nearest(x * scale, c * scale, metric, backend=backend)
-        ref_i = _reference(x, c, metric).argmin(1)
+        ref_i = reference_distances(x, c, metric).argmin(1)
         assert torch.equal(i1, ref_i)
     d1, i1 = nearest(x * scale, c * scale, backend=backend)
     assert torch.equal(i1, i0)
@@ -249,7 +239,7 @@ def test_cpu_ext_duplicate_codes_go_to_lowest_index(dim: int):
     for offset in (8, 32, 200, 497):
         c[src + offset] = c[src]
     x = torch.cat([c[src + 497], torch.randint(-2, 3, (93, dim), generator=g).float()])
-    ref = _reference(x, c, "l2")
+    ref = reference_distances(x, c, "l2")
     first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
     for tile_k in (None, 64, 16):
         dist, idx = nearest(x, c, tile_k=tile_k, backend="cpu_ext")
@@ -493,7 +483,7 @@ def test_integer_ties_survive_centring(backend: str):
     # Integer coordinates far from the origin: the centre is an integer, x - centre is exact, and duplicated
     # codes still tie exactly (lowest index wins).
     x, c = _tie_data()
-    ref = _reference(x, c, "l2")
+    ref = reference_distances(x, c, "l2")
     first = (ref == ref.min(1, keepdim=True).values).float().argmax(1)
     for offset in (1000.0, 4096.0):
         _, idx = nearest(x + offset, c + offset, backend=backend)
@@ -534,7 +524,7 @@ def test_cpu_ext_topk_on_ties_and_ragged_sizes(dim: int, k: int):
     g = torch.Generator().manual_seed(13)
     c = torch.randint(-1, 2, (203, dim), generator=g).float()
     x = torch.randint(-1, 2, (91, dim), generator=g).float()
-    ref = _reference(x, c, "l2")
+    ref = reference_distances(x, c, "l2")
     for tile_k in (None, 48, 16):
         dist, idx = nearest(x, c, k=k, tile_k=tile_k, backend="cpu_ext")
         assert torch.equal(idx, _lexsort_topk(ref, k))
@@ -544,7 +534,7 @@ def test_cpu_ext_topk_on_ties_and_ragged_sizes(dim: int, k: int):
     try:
         big = torch.randint(-1, 2, (811, dim), generator=g).float()
         one = nearest(big, c, k=k, backend="cpu_ext")
-        assert torch.equal(one[1], _lexsort_topk(_reference(big, c, "l2"), k))
+        assert torch.equal(one[1], _lexsort_topk(reference_distances(big, c, "l2"), k))
     finally:
         torch.set_num_threads(before)
 

@@ -11,9 +11,8 @@ from torch import nn
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from torch.onnx import OnnxExporterError  # noqa: E402
-
 from vqtok.quantizers import create, example_config, list_quantizers, skip_input_checks  # noqa: E402
+from vqtok.testing.onnx import export_cases  # noqa: E402
 from vqtok.tokenizers import Tokenizer, create_tokenizer, list_tokenizers, tokenizer_class  # noqa: E402
 from vqtok.tokenizers.onnx import DECODE_ATOL, check_onnx, example_signal  # noqa: E402
 
@@ -98,15 +97,7 @@ class _QuantizerGraph(nn.Module):
 UNEXPORTABLE = {"pvq": "its encode uses a stable argsort (aten::sort.stable), which has no ONNX export"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=UNEXPORTABLE[n], raises=OnnxExporterError, strict=True))
-        if n in UNEXPORTABLE
-        else n
-        for n in list_quantizers()
-    ],
-)
+@pytest.mark.parametrize("name", export_cases(list_quantizers(), UNEXPORTABLE))
 def test_quantizer_onnx_matches_pytorch(name, tmp_path) -> None:
     torch.manual_seed(0)
     q = create(name, **example_config(name))

@@ -173,7 +173,9 @@ def test_checkpoints_of_the_classes_before_the_composites_load_and_decode_identi
         q.load_state_dict(case["state_dict"])  # strict: same keys and shapes
         q.eval()
         assert torch.equal(q.encode(case["latents"]), case["indices"]), key
-        assert torch.equal(q.decode(case["indices"]), case["quantized"]), key
+        # Indices must match exactly; decoded values only to float rounding: the projections' matmuls
+        # sum in a CPU-dependent order (the fixture was written on another CPU model).
+        torch.testing.assert_close(q.decode(case["indices"]), case["quantized"], rtol=0, atol=1e-5, msg=key)
 
 
 # ------------------------------------------------------------------------------------------------ DDP

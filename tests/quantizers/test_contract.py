@@ -25,32 +25,21 @@ def name(request) -> str:
     return request.param
 
 
-def test_shapes(name):
-    contract.check_shapes(build(name))
+# The checks of vqtok.testing.contract that take one fresh quantizer, by what they assert.
+CHECKS = {
+    "shapes": contract.check_shapes,
+    "dtypes": contract.check_dtypes,
+    "eval_round_trip_is_exact": contract.check_round_trip,
+    "encode_never_mutates_state": contract.check_encode_is_pure,
+    "gradient_reaches_latents": contract.check_gradient,
+    "mask_equivalence": contract.check_mask,
+    "bad_inputs_raise_value_error": contract.check_bad_inputs,
+}
 
 
-def test_dtypes(name):
-    contract.check_dtypes(build(name))
-
-
-def test_eval_round_trip_is_exact(name):
-    contract.check_round_trip(build(name))
-
-
-def test_encode_never_mutates_state(name):
-    contract.check_encode_is_pure(build(name))
-
-
-def test_gradient_reaches_latents(name):
-    contract.check_gradient(build(name))
-
-
-def test_mask_equivalence(name):
-    contract.check_mask(build(name))
-
-
-def test_bad_inputs_raise_value_error(name):
-    contract.check_bad_inputs(build(name))
+@pytest.mark.parametrize("check", list(CHECKS.values()), ids=list(CHECKS))
+def test_contract(name, check):
+    check(build(name))
 
 
 def test_state_dict_round_trip(name):

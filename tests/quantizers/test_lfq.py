@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from vqtok.kernels.entropy import code_signs, exact_codebook_entropy
 from vqtok.metrics import perplexity
-from vqtok.quantizers import LFQ, GroupLFQ
+from vqtok.quantizers import BSQ, LFQ, GroupLFQ
 from vqtok.testing import assert_quantizer_contract, make_latents
 
 LFQ_CONFIGS = [
@@ -105,8 +106,10 @@ def test_num_codebooks_is_a_deprecated_alias_of_num_groups():
 
 
 @pytest.mark.parametrize("entropy", ["factorized", "exact"])
-def test_entropy_penalty_spreads_latents_over_codes(entropy):
-    q = LFQ(codebook_size=64, entropy=entropy, commitment_weight=0.0, entropy_weight=1.0).train()
+# BSQ's logits are about 4 / (d τ): a lower τ keeps its penalty informative at d = 6.
+@pytest.mark.parametrize("make", [LFQ, functools.partial(BSQ, temperature=0.1)], ids=["lfq", "bsq"])
+def test_entropy_penalty_spreads_latents_over_codes(make, entropy):
+    q = make(codebook_size=64, entropy=entropy, commitment_weight=0.0, entropy_weight=1.0).train()
     # Every latent starts near the same corner: one code is used.
     x = (0.5 + 0.3 * torch.randn(256, 6, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
     before = perplexity(q.encode(x), 64)

@@ -14,16 +14,10 @@ from vqtok.data import create_dataset
 from vqtok.data.audio import ASTERISK_APT, ASTERISK_DIR, is_test_file, read_wav
 from vqtok.layers.audio_losses import MultiScaleSpectralLoss, snr_loss
 from vqtok.metrics.audio import mel_filterbank, multiscale_mel_distance, si_snr, stoi
+from vqtok.testing.configs import TINY_AUDIO
 from vqtok.tokenizers import AudioConfig, AudioTokenizer, Tokenizer, create_tokenizer, list_tokenizers
 
-TINY = {
-    "sample_rate": 8000,
-    "strides": (2, 2),
-    "channels": 4,
-    "res_dilations": (1,),
-    "fft_sizes": (32, 64),
-    "quantizer_kwargs": {"dim": 8, "codebook_size": 16, "num_levels": 3, "quantizer_dropout": 0.5},
-}
+TINY = {**TINY_AUDIO, "quantizer_kwargs": {"dim": 8, "codebook_size": 16, "num_levels": 3, "quantizer_dropout": 0.5}}
 
 
 def _tiny(**kw) -> AudioTokenizer:

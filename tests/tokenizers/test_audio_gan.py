@@ -13,19 +13,13 @@ import pytest
 import torch
 
 from vqtok.layers.audio_discriminators import AudioDiscriminator, feature_matching_loss
+from vqtok.testing.configs import TINY_AUDIO
 from vqtok.tokenizers import create_tokenizer
 from vqtok.train import Trainer, load_config
 from vqtok.train.adversarial import AdversarialSettings, Adversary, build_adversary
 from vqtok.train.losses import lsgan_d_loss, lsgan_g_loss
 
-TINY = {
-    "sample_rate": 8000,
-    "strides": (2, 2),
-    "channels": 4,
-    "res_dilations": (1,),
-    "fft_sizes": (32, 64),
-    "quantizer_kwargs": {"dim": 8, "codebook_size": 16, "num_levels": 2},
-}
+TINY = TINY_AUDIO
 GAN = {"gan_weight": 0.5, "disc_channels": 4, "disc_layers": 2, "disc_periods": (2, 3), "disc_fft_sizes": (64,)}
 
 
@@ -115,7 +109,7 @@ def _cfg(tmp_path: Path, run: str):
     )
 
 
-def test_gan_resume_after_kill_is_exact(tmp_path, monkeypatch) -> None:
+def test_gan_resume_after_kill_is_exact(tmp_path, kill_training) -> None:
     """8 GAN steps uninterrupted == killed in step 7 (last checkpoint at 4), then resumed."""
     _write_wavs(tmp_path / "wavs")
     full = Trainer(_cfg(tmp_path, "full"), progress=False)
@@ -125,19 +119,7 @@ def test_gan_resume_after_kill_is_exact(tmp_path, monkeypatch) -> None:
     assert "d_loss" in log[-1] and "g_adv" in log[-1]
 
     cfg = _cfg(tmp_path, "killed")
-    real_step = Trainer._train_step
-    calls = {"n": 0}
-
-    def dying_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, progress=False).fit()
-    monkeypatch.setattr(Trainer, "_train_step", real_step)
+    kill_training(Trainer(cfg, progress=False), 7)
     resumed = Trainer(cfg, resume=True, progress=False)
     resumed.fit()
     assert resumed.disc is not None

@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from vqtok.testing.configs import TINY_AUDIO
 from vqtok.tokenizers import create_tokenizer
 from vqtok.tokenizers.audio_input import to_waveform
 
-TINY = {
-    "sample_rate": 8000,
-    "strides": (2, 2),
-    "channels": 4,
-    "res_dilations": (1,),
-    "fft_sizes": (32, 64),
-    "quantizer_kwargs": {"dim": 8, "codebook_size": 16, "num_levels": 2},
-}
+TINY = TINY_AUDIO
 
 
 @pytest.fixture(params=[False, True], ids=["centred", "causal"])

@@ -88,24 +88,13 @@ def test_too_many_unreadable_files_stop_the_run_naming_them(tmp_path, capsys) ->
     assert Trainer(cfg, progress=False).fit().step == 6  # within the limit: skipped with a warning
 
 
-def _kill_and_resume(tmp_path, monkeypatch, extra: list[str], base: list[str] = TINY) -> None:
+def _kill_and_resume(tmp_path, kill_training, extra: list[str], base: list[str] = TINY) -> None:
     """12 steps uninterrupted == killed during step 7 (checkpoint at 4), then resumed: bit-identical."""
     opts = [*base, *extra, "steps=12", "log_every=2", "ckpt_every=4"]
     full = Trainer(load_config(None, [*opts, f"run_dir={tmp_path / 'full'}"]), progress=False)
     full.fit()
     cfg = load_config(None, [*opts, f"run_dir={tmp_path / 'killed'}"])
-    real_step, calls = Trainer._train_step, {"n": 0}
-
-    def dying_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, progress=False).fit()
-    monkeypatch.setattr(Trainer, "_train_step", real_step)
+    kill_training(Trainer(cfg, progress=False), 7)
     saved = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
     assert saved["step"] == 4 and saved["data"][0]["kind"] in ("map", "shards")
     resumed = Trainer(cfg, resume=True, progress=False)
@@ -119,9 +108,9 @@ def _kill_and_resume(tmp_path, monkeypatch, extra: list[str], base: list[str] = 
     ]
 
 
-def test_folder_run_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+def test_folder_run_killed_mid_epoch_resumes_bit_identically(tmp_path, kill_training) -> None:
     photos(tmp_path / "p", 20)  # 20 photos, batch 8: an epoch is 2 steps, the kill falls inside epoch 3
-    _kill_and_resume(tmp_path, monkeypatch, ["model.in_channels=3", f"data.path={tmp_path / 'p'}", "batch_size=8"])
+    _kill_and_resume(tmp_path, kill_training, ["model.in_channels=3", f"data.path={tmp_path / 'p'}", "batch_size=8"])
 
 
 def test_cli_trains_the_video_config_on_a_folder_of_mp4_and_gif_clips(tmp_path) -> None:
@@ -142,15 +131,28 @@ def test_cli_trains_the_video_config_on_a_folder_of_mp4_and_gif_clips(tmp_path) 
     assert len(data) == 5 and all(tuple(data[i].shape) == (1, 5, 16, 16) for i in range(5))  # 4 MP4s + the GIF
 
 
-def test_video_folder_run_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+def test_video_folder_run_killed_mid_epoch_resumes_bit_identically(tmp_path, kill_training) -> None:
     clips(tmp_path / "c", 5, frames=6)  # 5 clips, batch 2: the step-4 checkpoint (8 clips drawn) is mid-epoch 2
-    _kill_and_resume(tmp_path, monkeypatch, [f"data.path={tmp_path / 'c'}", "batch_size=2"], base=VIDEO_TINY)
+    _kill_and_resume(tmp_path, kill_training, [f"data.path={tmp_path / 'c'}", "batch_size=2"], base=VIDEO_TINY)
 
 
-def test_shard_run_with_two_workers_killed_mid_epoch_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+def test_shard_run_with_two_workers_killed_mid_epoch_resumes_bit_identically(tmp_path, kill_training) -> None:
     id_shards(tmp_path / "s", 4, 10)  # 40 samples, batch 6: the step-4 checkpoint is mid-epoch
     extra = ["model.in_channels=1", f"data.path={tmp_path / 's'}", "batch_size=6", "data.num_workers=2"]
-    _kill_and_resume(tmp_path, monkeypatch, [*extra, "data.shuffle_buffer=5"])
+    _kill_and_resume(tmp_path, kill_training, [*extra, "data.shuffle_buffer=5"])
+
+
+def _torchrun_train(tmp_path: Path, overrides: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 -m vqtok.cli train`` with ``overrides`` (an empty config file in ``tmp_path``)."""
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "vqtok.cli", "train", str(config), *overrides, "--no-progress"]
+    try:
+        return run_process_tree(cmd, env, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"torchrun hung for {err.timeout} s\n{(err.stderr or '')[-4000:]}")
 
 
 @pytest.mark.slow
@@ -159,15 +161,7 @@ def test_torchrun_two_ranks_two_workers_on_tar_shards(tmp_path) -> None:
     id_shards(tmp_path / "s", 4, 8)
     overrides = [*TINY, "model.in_channels=1", f"data.path={tmp_path / 's' / 'shard-{000..003}.tar'}"]
     overrides += ["data.num_workers=2", "steps=8", "batch_size=8", "log_every=4", f"run_dir={tmp_path / 'run'}"]
-    config = tmp_path / "empty.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "vqtok.cli", "train", str(config), *overrides, "--no-progress"]
-    try:
-        proc = run_process_tree(cmd, env, timeout=300)
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"torchrun hung for {err.timeout} s\n{(err.stderr or '')[-4000:]}")
+    proc = _torchrun_train(tmp_path, overrides, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
@@ -183,15 +177,7 @@ def test_torchrun_bad_data_stops_every_rank_with_the_error(tmp_path) -> None:
         (tmp_path / "p" / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     overrides = [*TINY, "model.in_channels=3", f"data.path={tmp_path / 'p'}", "steps=6", "batch_size=8"]
     overrides += ["log_every=2", f"run_dir={tmp_path / 'run'}"]
-    config = tmp_path / "empty.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "vqtok.cli", "train", str(config), *overrides, "--no-progress"]
-    try:
-        proc = run_process_tree(cmd, env, timeout=180)
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"torchrun hung for {err.timeout} s\n{(err.stderr or '')[-4000:]}")
+    proc = _torchrun_train(tmp_path, overrides, timeout=180)
     assert proc.returncode != 0
     assert "examples are unreadable" in proc.stderr and "broken_" in proc.stderr
     assert not (tmp_path / "run" / "model").exists()

@@ -17,22 +17,11 @@ import pytest
 import torch
 
 from vqtok.data import StepBatchSampler
+from vqtok.testing.configs import tiny_image_run
 from vqtok.tokenizers import Tokenizer
 from vqtok.train import Trainer, load_config
 
-TINY = [
-    "tokenizer=image2d",
-    "model.in_channels=1",
-    "model.image_size=[8, 8]",
-    "model.downsample=2",
-    "model.channels=[8, 16]",
-    "model.quantizer=vq",
-    "model.quantizer_kwargs={dim: 8, codebook_size: 32}",
-    "data.name=synthetic",
-    "device=cpu",
-    "optim.warmup_steps=2",
-    "optim.lr=0.003",
-]
+TINY = tiny_image_run("optim.lr=0.003")
 
 
 def _cfg(run_dir: Path, *extra: str):
@@ -58,27 +47,14 @@ def test_trains_and_writes_run_dir(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_resume_after_kill_is_exact(tmp_path, monkeypatch) -> None:
+def test_resume_after_kill_is_exact(tmp_path, kill_training) -> None:
     """N steps uninterrupted == killed after the step-4 checkpoint, then resumed (same seed, CPU)."""
     extra = ("steps=12", "batch_size=16", "log_every=2", "ckpt_every=4")
     full = Trainer(_cfg(tmp_path / "full", *extra), progress=False)
     full.fit()
 
     cfg = _cfg(tmp_path / "killed", *extra)
-    killed = Trainer(cfg, progress=False)
-    real_step = Trainer._train_step
-    calls = {"n": 0}
-
-    def dying_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:  # dies during step 7: the last checkpoint is the one at step 4
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        killed.fit()
-    monkeypatch.setattr(Trainer, "_train_step", real_step)
+    kill_training(Trainer(cfg, progress=False), 7)  # dies during step 7: the last checkpoint is the one at step 4
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 4
 
     resumed = Trainer(cfg, resume=True, progress=False)

@@ -13,23 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from vqtok.testing.configs import tiny_image_run
 from vqtok.tokenizers import tokenizer_class
 from vqtok.train import Trainer, load_config
 
-TINY = [
-    "tokenizer=image2d",
-    "model.in_channels=1",
-    "model.image_size=[8, 8]",
-    "model.downsample=2",
-    "model.channels=[8, 16]",
-    "data.name=synthetic",
-    "device=cpu",
-    "optim.warmup_steps=2",
-    "optim.lr=0.003",
-    "batch_size=16",
-    "log_every=2",
-    "ckpt_every=0",
-]
+# Each test replaces the quantizer by one of QUANTIZERS.
+TINY = tiny_image_run("optim.lr=0.003", "batch_size=16", "log_every=2", "ckpt_every=0")
 QUANTIZERS = {
     "lfq": ["model.quantizer=lfq", "model.quantizer_kwargs={codebook_size: 64, dim: 8}"],
     "vq_ema": ["model.quantizer=vq", "model.quantizer_kwargs={dim: 8, codebook_size: 32}"],

@@ -134,3 +134,12 @@ def test_bad_input_raises() -> None:
         finetune_quantized(_mlp(), _mlp(), [], steps=1)
     with pytest.raises(ValueError, match="divisible by 128"):
         rtn_quantize(torch.randn(4, 100), 4)
+
+
+def test_quantize_model_rejects_an_unknown_layer_setting_before_calibrating():
+    def batches():
+        raise AssertionError("calibration ran")
+        yield
+
+    with pytest.raises(TypeError, match="bitz"):
+        quantize_model(nn.Sequential(nn.Linear(16, 8)), batches(), bitz=2)

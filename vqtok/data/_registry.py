@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from torch.utils.data import Dataset
 
-__all__ = ["create_dataset", "list_datasets", "register_dataset"]
+__all__ = ["check_split", "create_dataset", "list_datasets", "register_dataset"]
 
 F = TypeVar("F", bound=Callable[..., Dataset])
 
@@ -26,6 +26,12 @@ def register_dataset(name: str) -> Callable[[F], F]:
     return wrap
 
 
+def check_split(split: str) -> None:
+    """Raises ``ValueError`` unless ``split`` is ``"train"`` or ``"test"``, the splits every data set has."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
 def list_datasets() -> list[str]:
     """Registered dataset names, sorted."""
     return sorted(_REGISTRY)
@@ -40,6 +46,5 @@ def create_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_split(split)
     return _REGISTRY[name](split, **kwargs)

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..modalities.audio import read_wav
-from ._registry import register_dataset
+from ._registry import check_split, register_dataset
 
 __all__ = ["AudioSegmentDataset", "asterisk_en", "is_test_file", "read_wav", "speech_folder"]
 
@@ -99,28 +99,23 @@ def asterisk_en(
         FileNotFoundError: When the prompts are missing; names the apt package to install.
         ValueError: On a bad split, segment length or overlap, or mixed sample rates.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_split(split)
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     directory = Path(root or os.environ.get("VQTOK_ASTERISK_SOUNDS_DIR", ASTERISK_DIR))
     files = sorted(directory.glob("*.wav")) if directory.is_dir() else []
-    if not files:
-        raise FileNotFoundError(
-            f"no Asterisk prompts (*.wav) in {str(directory)!r}. Install them with "
-            f"`sudo apt-get install {ASTERISK_APT}` (Debian/Ubuntu), or set VQTOK_ASTERISK_SOUNDS_DIR to a "
-            "directory of 16-bit PCM WAV files"
-        )
-    chosen = [f for f in files if is_test_file(f.name) == (split == "test")]
-    waveforms, rates = [], set()
-    for f in chosen:
-        wav, rate = read_wav(f)
-        waveforms.append(wav)
-        rates.add(rate)
+    recordings = _read_split(
+        files,
+        split,
+        missing=f"no Asterisk prompts (*.wav) in {str(directory)!r}. Install them with `sudo apt-get install "
+        f"{ASTERISK_APT}` (Debian/Ubuntu), or set VQTOK_ASTERISK_SOUNDS_DIR to a directory of 16-bit PCM WAV files",
+    )
+    rates = {rate for _, _, rate in recordings}
     if len(rates) > 1:
         raise ValueError(f"{str(directory)!r} mixes sample rates {sorted(rates)}")
     rate = rates.pop() if rates else 8000
-    return _segments(waveforms, [f.name for f in chosen], rate, split, segment_seconds, overlap)
+    waveforms = [wav for _, wav, _ in recordings]
+    return _segments(waveforms, [f.name for f, _, _ in recordings], rate, split, segment_seconds, overlap)
 
 
 @register_dataset("speech_folder")
@@ -149,30 +144,39 @@ def speech_folder(
         ValueError: On a bad split, rate, segment length or overlap.
         ImportError: When a file needs resampling and ``soxr`` is missing.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_split(split)
     if sample_rate < 1 or not 0.0 <= overlap < 1.0:
         raise ValueError(f"need sample_rate >= 1 and overlap in [0, 1), got {sample_rate} and {overlap}")
     directory = Path(root or os.environ.get("VQTOK_SPEECH_DIR", ""))
     files = sorted(directory.rglob("*.wav")) if str(directory) and directory.is_dir() else []
-    if not files:
-        raise FileNotFoundError(
-            f"no *.wav under {str(directory)!r}: pass data.kwargs.root (or set VQTOK_SPEECH_DIR) to a folder of "
-            f"16-bit WAVs, e.g. {ASTERISK_DIR} (apt-get install {ASTERISK_APT}) or one made by "
-            "examples/espeak_corpus.py (apt-get install espeak-ng)"
-        )
-    chosen = [f for f in files if is_test_file(f.name) == (split == "test")]
+    recordings = _read_split(
+        files,
+        split,
+        missing=f"no *.wav under {str(directory)!r}: pass data.kwargs.root (or set VQTOK_SPEECH_DIR) to a folder of "
+        f"16-bit WAVs, e.g. {ASTERISK_DIR} (apt-get install {ASTERISK_APT}) or one made by "
+        "examples/espeak_corpus.py (apt-get install espeak-ng)",
+    )
     waveforms = []
-    for f in chosen:
-        wav, rate = read_wav(f)
+    for _, wav, rate in recordings:
         wav = wav.mean(0, keepdim=True)
         if rate != sample_rate:
             from ..tokenizers.audio_input import resample
 
             wav = resample(wav, rate, sample_rate)
         waveforms.append(wav)
-    names = [str(f.relative_to(directory)) for f in chosen]
+    names = [str(f.relative_to(directory)) for f, _, _ in recordings]
     return _segments(waveforms, names, sample_rate, split, segment_seconds, overlap)
+
+
+def _read_split(files: list[Path], split: str, missing: str) -> list[tuple[Path, Tensor, int]]:
+    """``(file, (C, T) waveform, sample rate)`` of each of ``files`` in ``split`` (by :func:`is_test_file`).
+
+    Raises:
+        FileNotFoundError: With the message ``missing`` when ``files`` is empty.
+    """
+    if not files:
+        raise FileNotFoundError(missing)
+    return [(f, *read_wav(f)) for f in files if is_test_file(f.name) == (split == "test")]
 
 
 def _segments(

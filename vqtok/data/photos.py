@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._registry import register_dataset
+from ._registry import check_split, register_dataset
 from .images import ImageTensorDataset
 
 __all__ = ["ImageFolderDataset", "TEST_PHOTOS", "TRAIN_PHOTOS", "find_photos", "photos"]
@@ -49,8 +49,7 @@ def find_photos(split: str) -> list[Path]:
     Raises:
         FileNotFoundError: Naming a photo whose package is not installed.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_split(split)
     out = []
     for package, rel in TRAIN_PHOTOS if split == "train" else TEST_PHOTOS:
         spec = importlib.util.find_spec(package)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._registry import register_dataset
+from ._registry import check_split, register_dataset
 
 __all__ = ["TimeSeriesDataset", "basic_motions", "gunpoint", "load_sktime", "synthetic_motions"]
 
@@ -94,8 +94,7 @@ def load_sktime(name: str, split: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _standardized(name: str, split: str, window: int | None, stride: int | None) -> TimeSeriesDataset:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_split(split)
     train, _ = load_sktime(name, "train")
     mean = torch.from_numpy(train.mean(axis=(0, 2)))
     std = torch.from_numpy(train.std(axis=(0, 2))).clamp_min(1e-8)

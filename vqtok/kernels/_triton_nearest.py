@@ -85,6 +85,27 @@ def _nearest_kernel(
     tl.store(index_ptr + rows, best_idx, mask=row_ok)
 
 
+def _launch(xl, cl, cn, best, second, index, n, num_codes, dim, block_m, block_n, block_d, low):
+    """One launch of the kernel over ``cdiv(n, block_m)`` programs (the caller picks the device)."""
+    _nearest_kernel[(triton.cdiv(n, block_m),)](
+        xl,
+        cl,
+        cn,
+        best,
+        second,
+        index,
+        n,
+        num_codes,
+        dim,
+        xl.stride(0),
+        cl.stride(0),
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_D=block_d,
+        INPUT_PRECISION="tf32" if low == torch.float32 else "ieee",
+    )
+
+
 def triton_nearest(
     x: Tensor,
     c: Tensor,
@@ -117,23 +138,10 @@ def triton_nearest(
     block_n = max(16, min(128, triton.next_power_of_2(tile_k)))
     block_d = max(16, min(64, triton.next_power_of_2(dim)))
     if n:
-        _nearest_kernel[(triton.cdiv(n, block_m),)](
-            xl,
-            cl,
-            cn,
-            best,
-            second,
-            index,
-            n,
-            num_codes,
-            dim,
-            xl.stride(0),
-            cl.stride(0),
-            BLOCK_M=block_m,
-            BLOCK_N=block_n,
-            BLOCK_D=block_d,
-            INPUT_PRECISION="tf32" if low == torch.float32 else "ieee",
-        )
+        # Triton launches on the current CUDA device, not the tensors' one: without this guard a
+        # tensor on cuda:1 would be read by a kernel running on cuda:0.
+        with torch.cuda.device(x.device):
+            _launch(xl, cl, cn, best, second, index, n, num_codes, dim, block_m, block_n, block_d, low)
     index = index.long()
     # Error bound of each approximate distance (module docstring); sums of D products accumulate
     # fp32 rounding too, so the bound grows with D.

@@ -10,12 +10,14 @@ of a stream (see :mod:`vqtok.layers.conv1d`). Written for vqtok; no code was cop
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .conv1d import PaddedConv1d, PaddedConvTranspose1d, StreamCache, stream_step
 
-__all__ = ["ConvDecoder1d", "ConvEncoder1d", "ResUnit1d"]
+__all__ = ["Codec1dSpec", "ConvDecoder1d", "ConvEncoder1d", "ResUnit1d"]
 
 
 class ResUnit1d(nn.Module):
@@ -62,70 +64,79 @@ class _Up(nn.Module):
         return self.conv.step(F.elu(x), cache)
 
 
-class ConvEncoder1d(nn.Module):
-    """``(B, C, T) -> (B, D, T / hop)`` for ``T`` divisible by ``hop = prod(strides)``.
+@dataclass(frozen=True)
+class Codec1dSpec:
+    """The shape of an encoder/decoder pair, given to both so that they mirror each other.
 
-    Args:
+    Attributes:
         in_channels: Audio channels C.
-        channels: Width of the first stage; each strided stage doubles it.
-        strides: Downsampling per stage.
-        res_dilations: Dilations of the residual units before each strided stage.
-        out_dim: Latent width D.
+        channels: Width of the first encoder stage; each strided stage doubles it.
+        strides: Downsampling per encoder stage (the decoder upsamples in reverse order).
+        res_dilations: Dilations of the residual units of each stage.
+        latent_dim: Latent width D.
         causal: Left-only padding (streamable).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        strides: tuple[int, ...],
-        res_dilations: tuple[int, ...],
-        out_dim: int,
-        causal: bool = False,
-    ) -> None:
+    in_channels: int
+    channels: int
+    strides: tuple[int, ...]
+    res_dilations: tuple[int, ...]
+    latent_dim: int
+    causal: bool = False
+
+
+class _ConvStack1d(nn.Module):
+    """Shared by the encoder and the decoder: ``net`` is the subclass's :meth:`layers`, run in order."""
+
+    def __init__(self, spec: Codec1dSpec) -> None:
         super().__init__()
-        c = channels
-        layers: list[nn.Module] = [PaddedConv1d(in_channels, c, 7, causal=causal)]
-        for stride in strides:
-            layers += [ResUnit1d(c, d, causal) for d in res_dilations]
-            layers.append(_Down(c, 2 * c, stride, causal))
-            c *= 2
-        layers += [nn.ELU(), PaddedConv1d(c, out_dim, 3, causal=causal)]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*self.layers(spec))
+
+    @staticmethod
+    def layers(spec: Codec1dSpec) -> list[nn.Module]:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
     def step(self, x: Tensor, cache: StreamCache) -> Tensor:
-        """Next ``n`` samples ``(B, C, n)`` -> the frames they complete ``(B, D, m)``."""
+        """The next piece of a stream through ``net`` (see :func:`vqtok.layers.conv1d.stream_step`)."""
         return stream_step(self.net, x, cache)
 
 
-class ConvDecoder1d(nn.Module):
-    """``(B, D, L) -> (B, C, L * hop)``, the mirror of :class:`ConvEncoder1d` (same arguments)."""
+class ConvEncoder1d(_ConvStack1d):
+    """``(B, C, T) -> (B, D, T / hop)`` for ``T`` divisible by ``hop = prod(strides)``; ``step`` takes the next
+    ``n`` samples ``(B, C, n)`` and returns the frames they complete ``(B, D, m)``.
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        strides: tuple[int, ...],
-        res_dilations: tuple[int, ...],
-        in_dim: int,
-        causal: bool = False,
-    ) -> None:
-        super().__init__()
-        c = channels * 2 ** len(strides)
-        layers: list[nn.Module] = [PaddedConv1d(in_dim, c, 7, causal=causal)]
-        for stride in reversed(strides):
-            layers.append(_Up(c, c // 2, stride, causal))
+    Args:
+        spec: Channels, strides, dilations, latent width and causality.
+    """
+
+    @staticmethod
+    def layers(spec: Codec1dSpec) -> list[nn.Module]:
+        c = spec.channels
+        layers: list[nn.Module] = [PaddedConv1d(spec.in_channels, c, 7, causal=spec.causal)]
+        for stride in spec.strides:
+            layers += [ResUnit1d(c, d, spec.causal) for d in spec.res_dilations]
+            layers.append(_Down(c, 2 * c, stride, spec.causal))
+            c *= 2
+        return [*layers, nn.ELU(), PaddedConv1d(c, spec.latent_dim, 3, causal=spec.causal)]
+
+
+class ConvDecoder1d(_ConvStack1d):
+    """``(B, D, L) -> (B, C, L * hop)``, the mirror of :class:`ConvEncoder1d` built from the same spec; ``step``
+    turns the next ``n`` frames ``(B, D, n)`` into their ``(B, C, n * hop)`` samples.
+
+    Args:
+        spec: Channels, strides, dilations, latent width and causality.
+    """
+
+    @staticmethod
+    def layers(spec: Codec1dSpec) -> list[nn.Module]:
+        c = spec.channels * 2 ** len(spec.strides)
+        layers: list[nn.Module] = [PaddedConv1d(spec.latent_dim, c, 7, causal=spec.causal)]
+        for stride in reversed(spec.strides):
+            layers.append(_Up(c, c // 2, stride, spec.causal))
             c //= 2
-            layers += [ResUnit1d(c, d, causal) for d in res_dilations]
-        layers += [nn.ELU(), PaddedConv1d(c, in_channels, 7, causal=causal)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
-
-    def step(self, z: Tensor, cache: StreamCache) -> Tensor:
-        """Next ``n`` frames ``(B, D, n)`` -> their ``(B, C, n * hop)`` samples."""
-        return stream_step(self.net, z, cache)
+            layers += [ResUnit1d(c, d, spec.causal) for d in spec.res_dilations]
+        return [*layers, nn.ELU(), PaddedConv1d(c, spec.in_channels, 7, causal=spec.causal)]

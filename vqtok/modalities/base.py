@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..metrics.report import Panel
 
-__all__ = ["Modality", "Panel", "ReadOptions", "Reader", "batch_from_array"]
+__all__ = ["Modality", "Panel", "ReadOptions", "Reader", "batch_from_array", "pixel_modality"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +188,17 @@ def batch_from_array(modality: Modality, arr: np.ndarray, source: str, channels:
             f"(expected {n + 1} dimensions (N, C, ...) or one example without N)"
         )
     return x
+
+
+def pixel_modality(**fields: Any) -> Modality:
+    """A :class:`Modality` of 8-bit pixels scaled to ``[0, 1]`` (images, videos), read for a model's ``in_channels``.
+
+    Args:
+        **fields: The other :class:`Modality` fields (``name``, ``example_ndim``, ``readers`` ...).
+    """
+    return Modality(
+        value_range=(0.0, 1.0),
+        raw_bits_per_value=8.0,
+        read_options=lambda config: ReadOptions(channels=getattr(config, "in_channels", None)),
+        **fields,
+    )

@@ -33,7 +33,7 @@ from ..metrics.image import image_metrics
 from ..metrics.report import Panel
 from ._arrays import scale_integers_and_check_floats
 from ._registry import register_modality
-from .base import Modality, ReadOptions
+from .base import ReadOptions, pixel_modality
 
 __all__ = ["IMAGE", "image_from_array", "read_image", "to_channels"]
 
@@ -131,16 +131,13 @@ def _sniff(head: bytes) -> str | None:
 
 
 IMAGE = register_modality(
-    Modality(
+    pixel_modality(
         name="image",
         example_ndim=3,
         readers=dict.fromkeys(SUFFIXES, read_image),
         from_array=image_from_array,
-        value_range=(0.0, 1.0),
         metrics=image_metrics,
-        raw_bits_per_value=8.0,
         report=_report,
-        read_options=lambda config: ReadOptions(channels=getattr(config, "in_channels", None)),
         sniff=_sniff,
     )
 )

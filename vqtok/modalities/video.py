@@ -38,7 +38,7 @@ from ..metrics.report import Panel
 from ..metrics.video import video_metrics
 from ._arrays import scale_integers_and_check_floats
 from ._registry import register_modality
-from .base import Modality, ReadOptions
+from .base import ReadOptions, pixel_modality
 
 __all__ = ["CLIP_SUFFIXES", "VIDEO", "read_video", "save_clip_gif", "video_from_array"]
 
@@ -169,16 +169,13 @@ def _sniff(head: bytes) -> str | None:
 
 
 VIDEO = register_modality(
-    Modality(
+    pixel_modality(
         name="video",
         example_ndim=4,
         readers=dict.fromkeys(SUFFIXES, read_video),
         from_array=video_from_array,
-        value_range=(0.0, 1.0),
         metrics=video_metrics,
-        raw_bits_per_value=8.0,
         report=_report,
-        read_options=lambda config: ReadOptions(channels=getattr(config, "in_channels", None)),
         sniff=_sniff,
     )
 )

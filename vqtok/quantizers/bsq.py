@@ -14,13 +14,14 @@ for the conventions of the soft assignment.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from . import _codebook as cb
 from ._registry import register_quantizer
-from .lfq import EntropyMode, _BinaryQuantizer
+from .lfq import _BinaryQuantizer
 
 __all__ = ["BSQ"]
 
@@ -46,29 +47,13 @@ class BSQ(_BinaryQuantizer):
         entropy_weight: Weight of the whole entropy penalty.
         codebook_entropy_weight: γ, weight of the codebook entropy inside the penalty.
         commitment_weight: Weight of the commitment loss (mean squared ``u - code``).
+
+    ``temperature``, ``entropy`` and the weights are keyword options (the scale is fixed by ``d``).
     """
 
-    def __init__(
-        self,
-        codebook_size: int = 2**18,
-        dim: int | None = None,
-        temperature: float = 1.0,
-        entropy: EntropyMode = "auto",
-        entropy_weight: float = 0.1,
-        codebook_entropy_weight: float = 1.0,
-        commitment_weight: float = 0.25,
-    ) -> None:
+    def __init__(self, codebook_size: int = 2**18, dim: int | None = None, **options: Any) -> None:
         bits = max(int(codebook_size).bit_length() - 1, 1)  # validated by the base class
-        super().__init__(
-            codebook_size=codebook_size,
-            dim=dim,
-            scale=1 / math.sqrt(bits),
-            temperature=temperature,
-            entropy=entropy,
-            entropy_weight=entropy_weight,
-            codebook_entropy_weight=codebook_entropy_weight,
-            commitment_weight=commitment_weight,
-        )
+        super().__init__(codebook_size, dim, 1 / math.sqrt(bits), **options)
 
     def _prepare(self, projected: Tensor) -> Tensor:
         # The norm squares the entries, which overflows fp32 above ~1.8e19 and would send the whole row

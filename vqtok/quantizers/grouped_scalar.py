@@ -15,12 +15,13 @@ multiply ``entropy_weight`` by G to keep an old run's loss scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ._compose import check_count, renamed
 from ._registry import register_quantizer
 from .fsq import FSQ
 from .grouped import Grouped
-from .lfq import LFQ, EntropyMode
+from .lfq import LFQ
 
 __all__ = ["GroupLFQ", "GroupedFSQ"]
 
@@ -39,38 +40,16 @@ class GroupLFQ(Grouped):
         entropy_weight: Weight of the whole entropy penalty of each group.
         codebook_entropy_weight: γ, weight of the codebook entropy inside the penalty.
         commitment_weight: Weight of the commitment loss.
+
+    ``scale`` and the entropy settings are keyword options, passed to every group's :class:`LFQ`.
     """
 
     def __init__(
-        self,
-        codebook_size: int = 2**9,
-        num_groups: int | None = None,
-        dim: int | None = None,
-        scale: float = 1.0,
-        temperature: float = 1.0,
-        entropy: EntropyMode = "auto",
-        entropy_weight: float = 0.1,
-        codebook_entropy_weight: float = 1.0,
-        commitment_weight: float = 0.25,
-        **deprecated: int,
+        self, codebook_size: int = 2**9, num_groups: int | None = None, dim: int | None = None, **lfq_options: Any
     ) -> None:
-        num_groups = renamed(deprecated, "num_codebooks", "num_groups", num_groups, None, "group_lfq")
-        if deprecated:
-            raise TypeError(f"unexpected keyword arguments {sorted(deprecated)}")
+        num_groups = renamed(lfq_options, "num_codebooks", "num_groups", num_groups, None, "group_lfq")
         num_groups = check_count(2 if num_groups is None else num_groups, "num_groups")
-        groups = [
-            LFQ(
-                codebook_size,
-                None,
-                scale,
-                temperature,
-                entropy,
-                entropy_weight,
-                codebook_entropy_weight,
-                commitment_weight,
-            )
-            for _ in range(num_groups)
-        ]
+        groups = [LFQ(codebook_size, **lfq_options) for _ in range(num_groups)]
         total = groups[0].dim * num_groups
         shared = None if dim is None or dim == total else total
         super().__init__(groups, dim=dim, shared_codebook_dim=shared)

@@ -43,18 +43,18 @@ _AUTO_EXACT_BITS = 16
 
 
 class _BinaryQuantizer(Quantizer):
-    """Shared machinery of sign quantizers (LFQ, BSQ); see :class:`LFQ` for the args."""
+    """Shared machinery of sign quantizers (LFQ, BSQ), and LFQ's constructor; see :class:`LFQ` for the args."""
 
     def __init__(
         self,
-        codebook_size: int,
-        dim: int | None,
-        scale: float,
-        temperature: float,
-        entropy: EntropyMode,
-        entropy_weight: float,
-        codebook_entropy_weight: float,
-        commitment_weight: float,
+        codebook_size: int = 2**18,
+        dim: int | None = None,
+        scale: float = 1.0,
+        temperature: float = 1.0,
+        entropy: EntropyMode = "auto",
+        entropy_weight: float = 0.1,
+        codebook_entropy_weight: float = 1.0,
+        commitment_weight: float = 0.25,
     ) -> None:
         super().__init__()
         bits = int(codebook_size).bit_length() - 1
@@ -187,25 +187,3 @@ class LFQ(_BinaryQuantizer):
         codebook_entropy_weight: γ, weight of the codebook entropy inside the penalty.
         commitment_weight: Weight of the commitment loss (0.25 in MAGVIT-v2).
     """
-
-    def __init__(
-        self,
-        codebook_size: int = 2**18,
-        dim: int | None = None,
-        scale: float = 1.0,
-        temperature: float = 1.0,
-        entropy: EntropyMode = "auto",
-        entropy_weight: float = 0.1,
-        codebook_entropy_weight: float = 1.0,
-        commitment_weight: float = 0.25,
-    ) -> None:
-        super().__init__(
-            codebook_size=codebook_size,
-            dim=dim,
-            scale=scale,
-            temperature=temperature,
-            entropy=entropy,
-            entropy_weight=entropy_weight,
-            codebook_entropy_weight=codebook_entropy_weight,
-            commitment_weight=commitment_weight,
-        )

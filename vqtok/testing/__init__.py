@@ -1,4 +1,8 @@
-"""Test helpers shipped with the package: the quantizer contract checks and device selection."""
+"""Test helpers shipped with the package: the quantizer contract checks and device selection.
+
+Submodules: ``configs`` (tiny tokenizers and training runs), ``nearest`` (the fp64 nearest-code reference),
+``onnx`` (export test cases), ``graphs``, ``autoencoder`` and ``memory``.
+"""
 
 from .contract import assert_quantizer_contract as assert_quantizer_contract
 from .contract import make_latents as make_latents

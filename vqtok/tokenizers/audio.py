@@ -33,7 +33,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ..layers.audio_losses import MultiScaleSpectralLoss, snr_loss
-from ..layers.codec1d import ConvDecoder1d, ConvEncoder1d
+from ..layers.codec1d import Codec1dSpec, ConvDecoder1d, ConvEncoder1d
 from ..layers.conv1d import StreamCache
 from ._config import TokenizerConfig
 from ._registry import register_tokenizer
@@ -140,9 +140,11 @@ class AudioTokenizer(Tokenizer):
     def __init__(self, config: AudioConfig) -> None:
         super().__init__(config)
         c = config
-        net = (c.in_channels, c.channels, tuple(c.strides), tuple(c.res_dilations), self.quantizer.dim, c.causal)
-        self.encoder = ConvEncoder1d(*net)
-        self.decoder = ConvDecoder1d(*net)
+        net = Codec1dSpec(
+            c.in_channels, c.channels, tuple(c.strides), tuple(c.res_dilations), self.quantizer.dim, c.causal
+        )
+        self.encoder = ConvEncoder1d(net)
+        self.decoder = ConvDecoder1d(net)
         self.spectral_loss = MultiScaleSpectralLoss(config.sample_rate, config.fft_sizes)
 
     # ------------------------------------------------------------------------------------- rate

@@ -50,16 +50,7 @@ from .ema import ModelEMA
 from .nonfinite import NonFiniteGuard, agreed_finite
 from .perceptual import PerceptualTerm, build_perceptual
 from .run_dir import METRICS_NAME, prepare_run_dir
-from .state import (
-    StepResult,
-    TrainResult,
-    collate,
-    lr_lambda,
-    reduce_logs,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from .state import StepResult, TrainResult, collate, lr_lambda, reduce_logs, rng_state, seed_everything, set_rng_state
 
 __all__ = ["StepResult", "Trainer", "TrainResult", "collate", "seed_everything"]
 

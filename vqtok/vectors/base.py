@@ -16,6 +16,7 @@ the indices is stored).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -209,6 +210,20 @@ class VectorCodec(ABC):
         """Installs fitted tensors (as returned by :meth:`state_dict`) and marks the codec fitted."""
         self._load_tensors({k: v.to(self.device) for k, v in tensors.items()})
         self.is_fitted = True
+
+    @classmethod
+    def init_parameters(cls) -> set[str]:
+        """Keyword names the constructor accepts, following a subclass's ``**options`` to its base classes."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        names.discard("self")
+        return names
 
     def config(self) -> dict[str, Any]:
         """Constructor settings beyond ``dim``, ``num_codebooks``, ``codebook_bits``, ``seed`` (JSON-serializable)."""

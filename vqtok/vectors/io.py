@@ -11,7 +11,6 @@ Files of format ``"vqtok.vectors/1"`` (no checksums) written before version 2 st
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,7 @@ def build_codec(meta: dict[str, Any], path: str | Path, device: str | torch.devi
     config = meta.get("config")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: metadata field 'config' must be an object, got {config!r}")
-    unknown = sorted(set(config) - set(inspect.signature(cls.__init__).parameters))
+    unknown = sorted(set(config) - cls.init_parameters())
     if unknown:
         raise CheckpointError(
             f"{path}: {meta['class']} settings {unknown} are not known to this vqtok version (the file was written "

@@ -42,10 +42,7 @@ class LSQ(RQ):
         num_codebooks: int,
         codebook_bits: int = 8,
         *,
-        kmeans_iters: int = 10,
-        beam_width: int = 5,
         encode_beam_width: int | None = 4,
-        refine_iters: int = 0,
         lsq_iters: int = 10,
         train_ils_iters: int = 8,
         encode_ils_iters: int = 16,
@@ -53,21 +50,15 @@ class LSQ(RQ):
         perturb: int = 4,
         ridge: float = 4.0,
         noise: float = 1.0,
-        kmeans_max_points: int | None = 65536,
-        seed: int = 0,
-        device: str | torch.device | None = None,
-        progress: bool = True,
+        **rq_options: Any,
     ) -> None:
         """Args:
         dim: Vector dimension ``D``.
         num_codebooks: Number of codebooks ``M``.
         codebook_bits: Bits per index.
-        kmeans_iters: Lloyd iterations per dimension step of the residual initialisation.
-        beam_width: Beams kept while training the residual initialisation.
         encode_beam_width: Beams of the starting point of local search in ``encode`` and for the first
             training codes (``None``: ``beam_width``). Local search does most of the work; the beam matters
             where few codebooks make each perturbation close to a random restart.
-        refine_iters: Refinement rounds of the residual initialisation.
         lsq_iters: Alternations of (least-squares update, local-search re-encoding of the training set).
         train_ils_iters: Local-search rounds per re-encoding of the training set.
         encode_ils_iters: Local-search rounds in ``encode`` (faiss's ``encode_ils_iters`` is also 16).
@@ -75,29 +66,16 @@ class LSQ(RQ):
         perturb: Indices per vector randomised per local-search round.
         ridge: Ridge of the least-squares update, in units of the MAP ridge (see ``_ridge_lambda``).
         noise: Stochastic-relaxation codebook noise, in units of ``std_d / M`` (decays to 0).
-        kmeans_max_points: Residuals subsampled per stage's k-means in the residual initialisation.
-        seed: Seed for k-means++, the relaxation noise and the local-search perturbations.
-        device: Fitting/encoding device.
-        progress: Show progress bars.
+        **rq_options: The settings of the residual initialisation, as :class:`RQ` takes them: ``kmeans_iters``,
+            ``beam_width`` (beams kept while training it), ``refine_iters``, ``kmeans_max_points``; and ``seed``
+            (also of the relaxation noise and the local-search perturbations), ``device`` and ``progress``.
 
         Raises:
             ValueError: On a negative iteration count or ridge.
         """
         if min(lsq_iters, train_ils_iters, encode_ils_iters, icm_sweeps, perturb) < 0 or ridge < 0:
             raise ValueError("lsq_iters, train_ils_iters, encode_ils_iters, icm_sweeps, perturb and ridge must be >= 0")
-        super().__init__(
-            dim,
-            num_codebooks,
-            codebook_bits,
-            kmeans_iters=kmeans_iters,
-            beam_width=beam_width,
-            encode_beam_width=encode_beam_width,
-            refine_iters=refine_iters,
-            kmeans_max_points=kmeans_max_points,
-            seed=seed,
-            device=device,
-            progress=progress,
-        )
+        super().__init__(dim, num_codebooks, codebook_bits, encode_beam_width=encode_beam_width, **rq_options)
         self.lsq_iters = lsq_iters
         self.train_ils_iters = train_ils_iters
         self.encode_ils_iters = encode_ils_iters

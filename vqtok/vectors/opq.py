@@ -54,11 +54,8 @@ class OPQ(PQ):
         *,
         opq_iters: int = 100,
         opq_kmeans_iters: int = 4,
-        kmeans_iters: int = 25,
         rotation_init: str = "random",
-        seed: int = 0,
-        device: str | torch.device | None = None,
-        progress: bool = True,
+        **pq_options: Any,
     ) -> None:
         """Args:
         dim: Vector dimension ``D``, divisible by ``num_codebooks``.
@@ -66,21 +63,17 @@ class OPQ(PQ):
         codebook_bits: Bits per index.
         opq_iters: Alternations between PQ and the Procrustes rotation update (faiss's OPQMatrix runs 50).
         opq_kmeans_iters: Warm-started Lloyd iterations per alternation.
-        kmeans_iters: Lloyd iterations of the first and of the final PQ on the rotated data.
         rotation_init: ``"random"`` (a random orthogonal matrix, as faiss) or ``"pca"`` (PCA with eigenvalue
             allocation: lower MSE, lower recall; see the module docstring).
-        seed: Seed for k-means++ and the random rotation.
-        device: Fitting/encoding device.
-        progress: Show progress bars.
+        **pq_options: :class:`PQ`'s ``kmeans_iters`` (Lloyd iterations of the first and of the final PQ on the
+            rotated data), ``seed`` (also of the random rotation), ``device`` and ``progress``.
 
         Raises:
             ValueError: On an unknown ``rotation_init``.
         """
         if rotation_init not in ("random", "pca"):
             raise ValueError(f"rotation_init must be 'random' or 'pca', got {rotation_init!r}")
-        super().__init__(
-            dim, num_codebooks, codebook_bits, kmeans_iters=kmeans_iters, seed=seed, device=device, progress=progress
-        )
+        super().__init__(dim, num_codebooks, codebook_bits, **pq_options)
         self.opq_iters = opq_iters
         self.opq_kmeans_iters = opq_kmeans_iters
         self.rotation_init = rotation_init
@@ -139,7 +132,7 @@ class OPQ(PQ):
 
     def _config(self) -> dict[str, Any]:
         return {
-            "kmeans_iters": self.kmeans_iters,
+            **super()._config(),
             "opq_iters": self.opq_iters,
             "opq_kmeans_iters": self.opq_kmeans_iters,
             "rotation_init": self.rotation_init,

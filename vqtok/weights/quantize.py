@@ -15,6 +15,7 @@ parameters are then fine-tuned end to end on the calibration inputs (:mod:`vqtok
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Iterable
@@ -199,29 +200,18 @@ def quantize_linear(
 def quantize_model(
     model: nn.Module,
     calib_batches: Iterable[Any],
-    bits: float = 2,
-    vector_len: int = 4,
-    outlier_frac: float = 0.0,
-    codebook_dtype: torch.dtype = torch.float16,
-    kmeans_iters: int = 15,
-    max_points: int | None = 16384,
+    *,
     finetune_steps: int = 0,
     finetune_lr: float = 1e-3,
     skip: Iterable[str] = (),
-    seed: int = 0,
     progress: bool = True,
+    **linear_options: Any,
 ) -> QuantizeReport:
     """Replaces, in place, every ``nn.Linear`` that ran during calibration with a :class:`VQLinear`.
 
     Args:
         model: Any module.
         calib_batches: Calibration inputs (see :func:`collect_importance`); iterated once.
-        bits: Index bits per weight: 2, 3 or 4 (fractional values work too).
-        vector_len: Weights per vector.
-        outlier_frac: Fraction of each row kept exactly.
-        codebook_dtype: ``torch.float16`` or ``torch.bfloat16``.
-        kmeans_iters: Lloyd iterations per stage.
-        max_points: Vectors each codebook is fitted on (see :func:`quantize_linear`).
         finetune_steps: After all layers are replaced, train the codebooks, row scales, outlier
             values, biases and LayerNorm parameters (indices frozen, so the storage does not change)
             this many Adam steps to reproduce the original model's outputs on ``calib_batches``
@@ -230,12 +220,18 @@ def quantize_model(
             (it is materialised as a list) and keeps a copy of the original model meanwhile.
         finetune_lr: Adam learning rate of the fine-tuning.
         skip: Module names to leave alone.
-        seed: k-means++ seed.
         progress: Show a progress bar over layers.
+        **linear_options: Settings of every layer, as :func:`quantize_linear` takes them: ``bits`` (2, 3 or 4
+            index bits per weight; fractional values work too), ``vector_len``, ``outlier_frac``,
+            ``codebook_dtype``, ``kmeans_iters``, ``max_points`` and ``seed``.
+
+    Raises:
+        TypeError: On a setting :func:`quantize_linear` does not take (before calibration runs).
 
     Returns:
         A :class:`QuantizeReport`.
     """
+    inspect.signature(quantize_linear).bind(None, None, **linear_options)
     skip = set(skip)
     report = QuantizeReport()
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in skip]
@@ -251,17 +247,7 @@ def quantize_model(
             report.skipped[name] = "did not run during calibration"
             continue
         try:
-            vq = quantize_linear(
-                layer,
-                importance[name],
-                bits=bits,
-                vector_len=vector_len,
-                outlier_frac=outlier_frac,
-                codebook_dtype=codebook_dtype,
-                kmeans_iters=kmeans_iters,
-                max_points=max_points,
-                seed=seed,
-            )
+            vq = quantize_linear(layer, importance[name], **linear_options)
         except ValueError as err:
             warnings.warn(f"leaving {name} unquantized: {err}", stacklevel=2)
             report.skipped[name] = str(err)
