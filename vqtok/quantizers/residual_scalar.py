@@ -11,7 +11,8 @@ Residual FSQ bounds its input once, softly (``c * tanh(z / c)`` with ``c = 1 + 1
 beyond 1), and its levels use FSQ's linear ``bound="clamp"`` grid of L values from -1 to 1, as the peer's
 ``ResidualFSQ`` does. With the paper's ``tanh`` bound in every level each level approximates ``tanh`` of its
 input, not the input, so what it leaves over is not its rounding error; on the MNIST autoencoder of
-``benchmarks/quality.py`` (levels ``8,5,5,5``, 3 levels) the tanh levels had 7 % higher test MSE (docs/quality.md).
+``benchmarks/quality.py`` (levels ``8,5,5,5``, 3 levels, 3 seeds) the tanh levels had 6-9 % higher test MSE
+(docs/quality.md).
 
 Losses are summed over levels (:mod:`vqtok.quantizers._compose`).
 """
