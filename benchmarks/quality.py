@@ -9,7 +9,10 @@ default, so the comparison is of what a user gets out of the box. Usage of multi
 (residual levels) is the per-level usage averaged over levels. The residual FSQ/LFQ rows compare
 ``residual_fsq``/``residual_lfq`` with the peer's ``ResidualFSQ``/``ResidualLFQ`` (3 levels each).
 
-Run (about a minute per row on two cores)::
+Run (10-60 CPU seconds per run on this CPU, except the peer's ``ResidualLFQ``: about 5 CPU minutes, because
+every one of its levels scores a 1,024-way soft assignment per token, 345 ms per training step against
+vqtok's 15 ms; each row prints both libraries' CPU seconds, and rows are independent, so ``--names``
+runs them in separate processes with the same results)::
 
     .venv/bin/python benchmarks/quality.py            # writes benchmarks/results/quality.json
     .venv/bin/python benchmarks/quality.py --seeds 0 1 2 --steps 1500
@@ -21,6 +24,7 @@ import argparse
 import json
 import platform
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,7 +127,8 @@ def _pairs() -> dict[str, Pair]:
 def _run(make: Callable[[], nn.Module], dim: int, size: int, adapter: Any, data: Any, args: Any, seed: int) -> dict:
     torch.manual_seed(seed)  # same quantizer-initialisation seed for both libraries
     quantizer = make()
-    return train_autoencoder(
+    start = time.process_time()
+    result = train_autoencoder(
         quantizer,
         data,
         args.steps,
@@ -135,10 +140,13 @@ def _run(make: Callable[[], nn.Module], dim: int, size: int, adapter: Any, data:
         hidden=args.hidden,
         seed=seed,
     )
+    # Wall seconds on a shared machine say little; CPU seconds of this process are comparable.
+    result["cpu_seconds"] = time.process_time() - start
+    return result
 
 
 def _summary(runs: list[dict]) -> dict[str, float]:
-    keys = ("test_mse", "usage", "perplexity", "seconds")
+    keys = ("test_mse", "usage", "perplexity", "seconds", "cpu_seconds")
     return {k: statistics.fmean(r[k] for r in runs) for k in keys}
 
 
@@ -174,7 +182,8 @@ def main() -> None:
         o, p = rows[name]["vqtok"], rows[name]["vqp"]
         print(
             f"{name:12s} V={size:<5d} vqtok mse {o['test_mse']:.5f} usage {o['usage']:6.1%} | "
-            f"vqp mse {p['test_mse']:.5f} usage {p['usage']:6.1%}",
+            f"vqp mse {p['test_mse']:.5f} usage {p['usage']:6.1%} | "
+            f"CPU s {o['cpu_seconds']:.0f} / {p['cpu_seconds']:.0f}",
             flush=True,
         )
 

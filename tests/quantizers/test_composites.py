@@ -22,6 +22,7 @@ def _seeded(fn):
 COMPOSITES = {
     "residual-of-vq-instances": lambda: Residual([VQ(8, 16), VQ(8, 16, ema_decay=None)]),
     "residual-of-fsq-by-name": lambda: Residual("fsq", 3, quantizer_kwargs={"levels": (5, 5, 3)}, level_scale=4.0),
+    "residual-fsq-projected": lambda: create("residual_fsq", levels=(5, 4), num_levels=2, dim=6),
     "residual-shared-projection": lambda: Residual(
         "vq", 2, dim=8, quantizer_kwargs={"codebook_size": 16}, shared_codebook_dim=4, beam_width=2
     ),
@@ -132,6 +133,29 @@ def test_kept_levels_per_token_and_grouped_dropout_is_shared_by_groups():
     kept = [next((m for m in (1, 2, 3) if same_prefix(row, m)), 0) for row in range(30)]
     assert all(kept), kept  # every token keeps one level count in both groups
     assert min(kept) < 3  # and dropout did drop levels
+
+
+def test_residual_fsq_levels_refine_the_soft_clamped_latent():
+    levels = (8, 5, 5)
+    q = _seeded(lambda: create("residual_fsq", levels=levels, num_levels=3)).eval()
+    x = make_latents(q, 2000, seed=3) * 2  # many beyond the clamp
+    c = torch.tensor([1 + 1 / (n - 1) for n in levels])
+    target = torch.tanh(x / c) * c
+    step = 2 / (torch.tensor(levels, dtype=torch.float32) - 1)
+    indices = q.encode(x)
+    errors = [(target - q.decode(indices[:, :n])).abs() for n in (1, 2, 3)]
+    # Level 0 is within half a step of the clamped latent (the soft clamp ends half a step beyond 1), and
+    # every further level shrinks the worst error about L-fold (the residual grid is L times finer).
+    assert bool((errors[0] <= step / 2 + 1e-6).all())
+    for coarse, fine in zip(errors, errors[1:], strict=False):
+        worst_coarse, worst_fine = coarse.amax(0), fine.amax(0)
+        assert bool((worst_fine < worst_coarse / (torch.tensor(levels) - 1)).all()), (worst_coarse, worst_fine)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, [1.0, 2.0]])
+def test_input_clamp_must_be_positive_per_channel(bad):
+    with pytest.raises(ValueError, match="input_clamp"):
+        Residual("fsq", 2, quantizer_kwargs={"levels": (5, 5, 3)}, input_clamp=bad)
 
 
 def test_shared_codebook_dim_projects_once_around_the_stack():

@@ -15,6 +15,8 @@ CONFIGS = [
     {"levels": (4, 4, 3)},
     {"levels": (3, 4), "dim": 5},
     {"levels": (7, 5, 5, 5, 5), "dim": 3},
+    {"levels": (8, 5, 2), "bound": "clamp"},
+    {"levels": (4, 3), "dim": 5, "bound": "clamp"},
 ]
 
 
@@ -92,7 +94,44 @@ def test_binary_levels_warn():
         FSQ(levels=(2, 5))
 
 
-@pytest.mark.parametrize("cfg", [{"levels": ()}, {"levels": (1, 4)}, {"levels": (4,), "dim": 0}], ids=str)
+@pytest.mark.parametrize("levels", [(8, 5), (2, 3, 6)], ids=str)
+def test_clamp_grid_is_symmetric_and_rounds_to_the_nearest_value(levels):
+    q = build(levels=levels, bound="clamp")
+    codes = q.decode(torch.arange(q.codebook_size))  # (V, d)
+    for channel, count in enumerate(levels):
+        values = torch.unique(codes[:, channel])
+        # L evenly spaced values from -1 to 1, both ends included, a mirror image of themselves.
+        torch.testing.assert_close(values, torch.linspace(-1, 1, count))
+        torch.testing.assert_close(values, -values.flip(0))
+    x = torch.rand(500, len(levels)) * 2.4 - 1.2  # some beyond [-1, 1]
+    out = q.eval()(x).quantized
+    grid = torch.stack(
+        [
+            torch.linspace(-1, 1, n)[(out[:, j].reshape(-1, 1) - torch.linspace(-1, 1, n)).abs().argmin(1)]
+            for j, n in enumerate(levels)
+        ],
+        1,
+    )
+    torch.testing.assert_close(out, grid, rtol=0, atol=1e-6)  # every output is a grid value
+    nearest = torch.stack(
+        [(x[:, j].clamp(-1, 1)[:, None] - torch.linspace(-1, 1, n)).abs().min(1).values for j, n in enumerate(levels)],
+        1,
+    )
+    torch.testing.assert_close((out - x.clamp(-1, 1)).abs(), nearest, rtol=0, atol=1e-6)  # and the nearest one
+
+
+def test_clamp_gradient_is_the_identity_inside_and_zero_outside():
+    q = build(levels=(8, 5), bound="clamp").train()
+    x = torch.tensor([[0.3, -0.7], [1.5, -2.0], [-0.99, 0.2]], requires_grad=True)
+    q(x).quantized.sum().backward()
+    assert torch.equal(x.grad, (x.detach().abs() <= 1).float())
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [{"levels": ()}, {"levels": (1, 4)}, {"levels": (4,), "dim": 0}, {"levels": (4,), "bound": "sigmoid"}],
+    ids=str,
+)
 def test_bad_config_raises(cfg):
     with pytest.raises(ValueError):
         FSQ(**cfg)

@@ -20,6 +20,9 @@ Options beyond the paper:
 * ``level_scale`` (``s``): level ``l`` quantizes ``s**l * residual`` and contributes its output divided
   by ``s**l``, which keeps each level's input at the scale its fixed grid expects (residual FSQ and
   LFQ; vector-quantize-pytorch's ``ResidualFSQ`` scales by ``levels**-l`` and ``ResidualLFQ`` by ``2**-l``).
+* ``input_clamp`` (``c``): the stack quantizes ``c * tanh(z / c)`` (per channel), a soft bound applied once
+  before the first level, so that levels with a linear, hard-clamped grid (``residual_fsq``) see bounded
+  input and their sum approximates the bounded latent (vector-quantize-pytorch's ``ResidualFSQ``).
 * ``shared_codebook_dim``: one learned projection ``D -> d`` before the whole stack and one ``d -> D``
   after it (vector-quantize-pytorch's ``ResidualVQ(codebook_dim=d)``); the levels work in ``d``.
 * ``beam_width > 1``: encoding (and the eval-mode forward) keeps the best partial sums after every
@@ -70,6 +73,8 @@ class Residual(Quantizer):
         level_scale: ``s``, a float or one float per channel of the levels' width: level ``l`` sees
             ``s**l * residual``; 1 turns scaling off.
         shared_codebook_dim: Width ``d`` of one projection around the whole stack; ``None`` for none.
+        input_clamp: ``c``, a float or one float per channel of the levels' width: the levels quantize
+            ``c * tanh(z / c)``; ``None`` passes ``z`` unchanged.
 
     Raises:
         ValueError: On a bad level count, dropout probability, beam width, scale or level option.
@@ -88,6 +93,7 @@ class Residual(Quantizer):
         beam_width: int = 1,
         level_scale: float | Sequence[float] = 1.0,
         shared_codebook_dim: int | None = None,
+        input_clamp: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= quantizer_dropout <= 1.0:
@@ -112,6 +118,10 @@ class Residual(Quantizer):
         self.scaled = not bool((scale == 1).all())
         # Derived from the constructor arguments, so not saved in the state dict.
         self.register_buffer("_scale", scale, persistent=False)
+        clamp = None if input_clamp is None else torch.as_tensor(input_clamp, dtype=torch.float32).reshape(-1)
+        if clamp is not None and (clamp.numel() not in (1, first.dim) or not bool((clamp > 0).all())):
+            raise ValueError(f"input_clamp must be positive, one value or {first.dim}, got {input_clamp}")
+        self.register_buffer("_clamp", clamp, persistent=False)
 
     # -------------------------------------------------------------------------------- level plumbing
     def _level_scale(self, level_id: int) -> Tensor | None:
@@ -128,8 +138,7 @@ class Residual(Quantizer):
     def _quantize(self, latents: Tensor, num_levels: Any = None, kept_levels: Tensor | None = None) -> QuantizerOutput:
         count = self._num_levels(num_levels)
         kept = self._kept(latents, count, kept_levels)
-        z = self.project_in(latents)
-        self.require_finite(z, "the projected latents", latents)
+        z = self._stack_input(latents)
         chosen = None
         if not self.training and self.beam_width > 1:
             # Eval mode with a beam: codes come from the same search as encode, and each level only
@@ -179,9 +188,13 @@ class Residual(Quantizer):
         width = self.beam_width if beam_width is None else check_count(beam_width, "beam_width")
         if width > 1 and self.levels[0].index_shape:
             raise ValueError("beam_width > 1 needs levels with one index per token (index_shape ())")
+        return self._search(latents, self._stack_input(latents), count, width)
+
+    def _stack_input(self, latents: Tensor) -> Tensor:
+        """What the first level's residual starts from: the projected, optionally soft-clamped latents."""
         z = self.project_in(latents)
         self.require_finite(z, "the projected latents", latents)
-        return self._search(latents, z, count, width)
+        return z if self._clamp is None else torch.tanh(z / self._clamp) * self._clamp
 
     @torch.no_grad()
     def _search(self, latents: Tensor, z: Tensor, count: int, beam_width: int) -> Tensor:
