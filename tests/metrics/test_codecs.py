@@ -94,6 +94,9 @@ def test_photos_demo_end_to_end(tmp_path, capsys) -> None:
     assert run(args) == 0
     text = capsys.readouterr().out
     assert "webp" in text and "headers" in text and "bits_per_pixel" in text
+    # The closing line gives training wall time, total wall time and the process CPU time.
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("time: training") and "s wall" in last and "s CPU" in last
     codecs = json.loads((tmp_path / "run" / "eval" / "codecs.json").read_text())
     assert codecs["budget_bits"] == 1024 and len(codecs["rows"]) == 4
     demo = json.loads((tmp_path / "run" / "eval" / "demo.json").read_text())

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if train_seconds is not None:
         metrics["train_seconds"] = train_seconds
     t0 = time.perf_counter()
+    print(f"evaluating on {len(test)} test crops, then bisecting JPEG and WebP quality per crop")
     model = BaseTokenizer.from_pretrained(model_dir)
     result = evaluate(model, test, batch_size=64)
     metrics.update(result.metrics)
@@ -83,4 +84,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nJPEG / WebP at {budget:.0f} bits per crop (quality bisected per crop; 'fits' = share within budget):")
     print(_format_rows(rows))
     print(f"\nmetrics: {out / 'demo.json'}\ncodecs:  {out / 'codecs.json'}\nreport:  {page}")
+    train = f"training {metrics['train_seconds']:.0f} s wall, " if "train_seconds" in metrics else ""
+    print(
+        f"time: {train}total {metrics['total_seconds']:.0f} s wall, {metrics['cpu_seconds']:.0f} s CPU "
+        f"(process time, all {metrics['threads']:.0f} threads; load average {metrics['load_start']:.1f} at the "
+        f"start, {metrics['load_end']:.1f} at the end)"
+    )
     return 0
