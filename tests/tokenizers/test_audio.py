@@ -123,6 +123,19 @@ def test_save_load_identical_indices(tmp_path: Path) -> None:
     assert not any(k.startswith("spectral_loss") for k in model.state_dict())
 
 
+def test_snake_activation_learns_and_elu_keeps_old_parameter_names() -> None:
+    elu, snake = _tiny(), _tiny(activation="snake")
+    # ELU adds no parameters, so checkpoints saved before the option load into the default model unchanged.
+    assert not any("alpha" in k for k in elu.state_dict())
+    alphas = [p for k, p in snake.named_parameters() if k.endswith("alpha")]
+    assert alphas and set(elu.state_dict()) <= set(snake.state_dict())
+    snake.train()
+    snake(_tones()).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in alphas)
+    with pytest.raises(ValueError, match="activation"):
+        AudioConfig(**TINY, activation="gelu")
+
+
 # ------------------------------------------------------------------------------------------ metrics
 def test_si_snr_properties() -> None:
     x = _tones()

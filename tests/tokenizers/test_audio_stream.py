@@ -23,9 +23,9 @@ TINY = {
 HOP = 6
 
 
-def _model(causal: bool = True) -> AudioTokenizer:
+def _model(causal: bool = True, activation: str = "elu") -> AudioTokenizer:
     torch.manual_seed(0)
-    model = create_tokenizer("audio", **TINY, causal=causal)
+    model = create_tokenizer("audio", **TINY, causal=causal, activation=activation)
     model.train()
     model(_speechy(4, 300, seed=3))  # k-means init of the codebooks, so indices are not all alike
     return model.eval()  # type: ignore[return-value]
@@ -49,6 +49,7 @@ def _split(x: torch.Tensor, sizes: list[int], dim: int = -1) -> list[torch.Tenso
 
 
 MODEL = _model()
+SNAKE = _model(activation="snake")  # learned per-channel activation (DAC); element-wise, so it must stream too
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -56,22 +57,25 @@ MODEL = _model()
     length=st.integers(1, 200),
     sizes=st.lists(st.integers(1, 3 * HOP), min_size=1, max_size=60),
     levels=st.sampled_from([None, 1, 2]),
+    snake=st.booleans(),
 )
-def test_any_chunking_gives_identical_tokens(length: int, sizes: list[int], levels: int | None) -> None:
+def test_any_chunking_gives_identical_tokens(length: int, sizes: list[int], levels: int | None, snake: bool) -> None:
+    model = SNAKE if snake else MODEL
     x = _speechy(2, length, seed=length)
     opts = {} if levels is None else {"num_levels": levels}
-    whole = MODEL.encode(x, **opts)
-    streamed = torch.cat(list(MODEL.encode_stream(_split(x, sizes), **opts)), dim=1)
+    whole = model.encode(x, **opts)
+    streamed = torch.cat(list(model.encode_stream(_split(x, sizes), **opts)), dim=1)
     assert torch.equal(streamed, whole)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(length=st.integers(1, 200), sizes=st.lists(st.integers(1, 7), min_size=1, max_size=60))
-def test_any_chunking_gives_identical_samples(length: int, sizes: list[int]) -> None:
+@given(length=st.integers(1, 200), sizes=st.lists(st.integers(1, 7), min_size=1, max_size=60), snake=st.booleans())
+def test_any_chunking_gives_identical_samples(length: int, sizes: list[int], snake: bool) -> None:
+    model = SNAKE if snake else MODEL
     x = _speechy(2, length, seed=length + 1)
-    indices = MODEL.encode(x)
-    whole = MODEL.decode(indices)
-    streamed = torch.cat(list(MODEL.decode_stream(_split(indices, sizes, dim=1))), dim=-1)
+    indices = model.encode(x)
+    whole = model.decode(indices)
+    streamed = torch.cat(list(model.decode_stream(_split(indices, sizes, dim=1))), dim=-1)
     assert streamed.shape == whole.shape == (2, 1, indices.shape[1] * HOP)
     assert torch.equal(streamed, whole)
 

@@ -12,56 +12,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .conv1d import PaddedConv1d, PaddedConvTranspose1d, StreamCache, stream_step
+from .snake import activation1d
 
 __all__ = ["Codec1dSpec", "ConvDecoder1d", "ConvEncoder1d", "ResUnit1d"]
 
 
 class ResUnit1d(nn.Module):
-    """``x + conv1x1(elu(conv7_dilated(elu(x))))``; same length, same width."""
+    """``x + conv1x1(act(conv7_dilated(act(x))))``; same length, same width (``act``: ELU or Snake)."""
 
-    def __init__(self, channels: int, dilation: int, causal: bool = False) -> None:
+    def __init__(self, channels: int, dilation: int, causal: bool = False, activation: str = "elu") -> None:
         super().__init__()
+        self.act1 = activation1d(activation, channels)
         self.conv = PaddedConv1d(channels, channels, 7, dilation=dilation, causal=causal)
+        self.act2 = activation1d(activation, channels)
         self.proj = PaddedConv1d(channels, channels, 1, causal=causal)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.proj(F.elu(self.conv(F.elu(x))))
+        return x + self.proj(self.act2(self.conv(self.act1(x))))
 
     def step(self, x: Tensor, cache: StreamCache) -> Tensor:
         # A causal stride-1 conv returns one output per input sample, so the skip path stays aligned.
-        return x + self.proj.step(F.elu(self.conv.step(F.elu(x), cache)), cache)
+        return x + self.proj.step(self.act2(self.conv.step(self.act1(x), cache)), cache)
 
 
 class _Down(nn.Module):
-    """``elu`` then a strided conv of kernel ``2s``: ``(B, C, T) -> (B, C', T / s)``."""
+    """Activation then a strided conv of kernel ``2s``: ``(B, C, T) -> (B, C', T / s)``."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, causal: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, causal: bool, activation: str = "elu") -> None:
         super().__init__()
+        self.act = activation1d(activation, c_in)
         self.conv = PaddedConv1d(c_in, c_out, 2 * stride, stride=stride, causal=causal)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.elu(x))
+        return self.conv(self.act(x))
 
     def step(self, x: Tensor, cache: StreamCache) -> Tensor:
-        return self.conv.step(F.elu(x), cache)
+        return self.conv.step(self.act(x), cache)
 
 
 class _Up(nn.Module):
-    """``elu`` then a transposed conv of kernel ``2s``: ``(B, C, L) -> (B, C', L * s)``."""
+    """Activation then a transposed conv of kernel ``2s``: ``(B, C, L) -> (B, C', L * s)``."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, causal: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, causal: bool, activation: str = "elu") -> None:
         super().__init__()
+        self.act = activation1d(activation, c_in)
         self.conv = PaddedConvTranspose1d(c_in, c_out, stride, causal=causal)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.elu(x))
+        return self.conv(self.act(x))
 
     def step(self, x: Tensor, cache: StreamCache) -> Tensor:
-        return self.conv.step(F.elu(x), cache)
+        return self.conv.step(self.act(x), cache)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Codec1dSpec:
         res_dilations: Dilations of the residual units of each stage.
         latent_dim: Latent width D.
         causal: Left-only padding (streamable).
+        activation: ``"elu"`` or ``"snake"`` (:class:`vqtok.layers.snake.Snake1d`, learned per channel).
     """
 
     in_channels: int
@@ -83,6 +88,7 @@ class Codec1dSpec:
     res_dilations: tuple[int, ...]
     latent_dim: int
     causal: bool = False
+    activation: str = "elu"
 
 
 class _ConvStack1d(nn.Module):
@@ -117,10 +123,10 @@ class ConvEncoder1d(_ConvStack1d):
         c = spec.channels
         layers: list[nn.Module] = [PaddedConv1d(spec.in_channels, c, 7, causal=spec.causal)]
         for stride in spec.strides:
-            layers += [ResUnit1d(c, d, spec.causal) for d in spec.res_dilations]
-            layers.append(_Down(c, 2 * c, stride, spec.causal))
+            layers += [ResUnit1d(c, d, spec.causal, spec.activation) for d in spec.res_dilations]
+            layers.append(_Down(c, 2 * c, stride, spec.causal, spec.activation))
             c *= 2
-        return [*layers, nn.ELU(), PaddedConv1d(c, spec.latent_dim, 3, causal=spec.causal)]
+        return [*layers, activation1d(spec.activation, c), PaddedConv1d(c, spec.latent_dim, 3, causal=spec.causal)]
 
 
 class ConvDecoder1d(_ConvStack1d):
@@ -136,7 +142,7 @@ class ConvDecoder1d(_ConvStack1d):
         c = spec.channels * 2 ** len(spec.strides)
         layers: list[nn.Module] = [PaddedConv1d(spec.latent_dim, c, 7, causal=spec.causal)]
         for stride in reversed(spec.strides):
-            layers.append(_Up(c, c // 2, stride, spec.causal))
+            layers.append(_Up(c, c // 2, stride, spec.causal, spec.activation))
             c //= 2
-            layers += [ResUnit1d(c, d, spec.causal) for d in spec.res_dilations]
-        return [*layers, nn.ELU(), PaddedConv1d(c, spec.in_channels, 7, causal=spec.causal)]
+            layers += [ResUnit1d(c, d, spec.causal, spec.activation) for d in spec.res_dilations]
+        return [*layers, activation1d(spec.activation, c), PaddedConv1d(c, spec.in_channels, 7, causal=spec.causal)]

@@ -72,6 +72,8 @@ class AudioConfig(TokenizerConfig):
             frame ``t`` only, which makes :meth:`AudioTokenizer.encode_stream` / ``decode_stream`` possible
             (algorithmic latency one hop). ``False`` (default, and what older checkpoints were trained
             with) pads both sides and sees about a hop into the future.
+        activation: ``"elu"`` (default, what older checkpoints used) or ``"snake"`` (DAC's periodic
+            activation with a learned frequency per channel, :class:`vqtok.layers.snake.Snake1d`).
         gan_weight: Adversarial training (read by :mod:`vqtok.train.adversarial`, which builds the
             multi-period + multi-scale STFT discriminator); 0 (default) trains without one.
         gan_start_step: Step at which the adversarial terms switch on.
@@ -98,6 +100,7 @@ class AudioConfig(TokenizerConfig):
     snr_weight: float = 0.0
     fft_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
     causal: bool = False
+    activation: str = "elu"
     gan_weight: float = 0.0
     gan_start_step: int = 0
     gan_loss: str = "hinge"
@@ -115,6 +118,8 @@ class AudioConfig(TokenizerConfig):
             raise ValueError("sample_rate, in_channels and channels must be positive")
         if min(self.res_dilations, default=1) < 1:
             raise ValueError(f"res_dilations must be positive, got {self.res_dilations}")
+        if self.activation not in ("elu", "snake"):
+            raise ValueError(f"activation must be 'elu' or 'snake', got {self.activation!r}")
 
     @property
     def hop(self) -> int:
@@ -141,7 +146,13 @@ class AudioTokenizer(Tokenizer):
         super().__init__(config)
         c = config
         net = Codec1dSpec(
-            c.in_channels, c.channels, tuple(c.strides), tuple(c.res_dilations), self.quantizer.dim, c.causal
+            c.in_channels,
+            c.channels,
+            tuple(c.strides),
+            tuple(c.res_dilations),
+            self.quantizer.dim,
+            c.causal,
+            c.activation,
         )
         self.encoder = ConvEncoder1d(net)
         self.decoder = ConvDecoder1d(net)
