@@ -21,7 +21,14 @@ import torch
 from torch import Tensor
 
 from ...kernels import nearest
-from ...kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, rerank_rows, scan_available
+from ...kernels.adc_scan import (
+    fastscan_available,
+    fastscan_pack,
+    ivf_adc_scan,
+    ivf_fastscan,
+    rerank_rows,
+    scan_available,
+)
 from ..search import unpack_chunk
 from .refine import exact_scores
 
@@ -125,7 +132,8 @@ def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, T
             store.payloads["codes"].contiguous(),
         )
         if getattr(index, "fast_scan", False):
-            d, r = ivf_fastscan(*operands, store.offsets.contiguous(), k, FASTSCAN_CANDIDATES * k)
+            packed = store.derived("fastscan", lambda s: fastscan_pack(s.payloads["codes"], s.offsets))
+            d, r = ivf_fastscan(*operands, store.offsets, k, FASTSCAN_CANDIDATES * k, packed=packed)
         else:
             norms_ = None if norms is None else norms.float().contiguous()
             d, r = ivf_adc_scan(*operands, norms_, store.offsets.contiguous(), index.codec.codebook_bits, k)
