@@ -3,13 +3,15 @@
 //
 //   probe:  d(q, c) = max(0, ||q||^2 + ||c||^2 - 2 <q, c>) (L2) or -<q, c> (inner product); the P smallest by
 //           (d, centroid) -> lists[q] and qterm[q] (without centroids: lists 0, qterm ||q||^2 (L2) or 0);
-//   tables: qlut[q][m][j] = -2 <q_m, C_m[j]> (L2) or -<q_m, C_m[j]>, with codebooks given transposed (M, dsub, K)
-//           so that the innermost loop runs over the K entries of a table (contiguous, vectorized).
-// This replaces a dozen small torch operations per query batch, so several threads each run one call.
+//   tables: qlut[q][m][j] = -2 <q_m, C_m[j]> (L2) or -<q_m, C_m[j]>, from codebooks (M, K, dsub) transposed here to
+//           (M, dsub, K) so that the innermost loop runs over the K entries of a table (contiguous, vectorized).
+// This replaces a dozen small torch operations per query batch, so several threads each run one call; the centroid
+// norms and the transposed codebooks are recomputed per call (small) so that the caller runs no torch operation.
 // Written for vqtok; no code was copied from other implementations.
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "_topk_heap.h"
 
@@ -64,13 +66,18 @@ inline void dot4(const float* const* xs, const float* y, int D, float* out) {
 
 extern "C" {
 
-// queries (Q, D); coarse (L, D) and cnorm (L,) = ||c||^2, or null; cbT (M, dsub, K) with M * dsub = D.
+// queries (Q, D); coarse (L, D) or null; codebooks (M, K, dsub) with M * dsub = D.
 // Outputs for rows [q0, q1): lists / qterm (Q, P), qlut (Q, M, K). Returns 0, or 1 on bad arguments.
-int vqtok_ivf_prepare(const float* queries, int64_t q0, int64_t q1, int D, const float* coarse, const float* cnorm,
-                      int64_t L, int P, int ip, const float* cbT, int M, int K, int64_t* lists, float* qterm,
-                      float* qlut) {
+int vqtok_ivf_prepare(const float* queries, int64_t q0, int64_t q1, int D, const float* coarse, int64_t L, int P,
+                      int ip, const float* codebooks, int M, int K, int64_t* lists, float* qterm, float* qlut) {
   if (D < 1 || M < 1 || K < 1 || D % M || P < 1 || (coarse && P > L)) return 1;
   const int dsub = D / M;
+  std::vector<float> cnorm(coarse ? L : 0), cbt((int64_t)M * K * dsub);
+  for (int64_t c = 0; c < (int64_t)cnorm.size(); ++c) cnorm[c] = dot(coarse + c * D, coarse + c * D, D);
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < K; ++j)
+      for (int e = 0; e < dsub; ++e) cbt[((int64_t)m * dsub + e) * K + j] = codebooks[((int64_t)m * K + j) * dsub + e];
+  const float* cbT = cbt.data();
   // Probe, QB queries at a time (a missing query repeats the first; its results are dropped).
   for (int64_t g = q0; g < q1; g += QB) {
     const int nb = (int)std::min<int64_t>(QB, q1 - g);

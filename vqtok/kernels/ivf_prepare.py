@@ -28,7 +28,7 @@ __all__ = ["ivf_prepare", "prepare_available"]
 
 _SOURCE = Path(__file__).with_name("_cpu_ivf_prepare.cpp")
 _I64, _I32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-_ARGTYPES = [_PTR, _I64, _I64, _I32, _PTR, _PTR, _I64, _I32, _I32, _PTR, _I32, _I32, _PTR, _PTR, _PTR]
+_ARGTYPES = [_PTR, _I64, _I64, _I32, _PTR, _I64, _I32, _I32, _PTR, _I32, _I32, _PTR, _PTR, _PTR]
 # Queries per thread below which another thread costs more than it saves.
 _MIN_QUERIES_PER_THREAD = 16
 
@@ -82,11 +82,11 @@ def ivf_prepare(
     m, k, dsub = codebooks.shape
     if metric not in ("l2", "ip") or m * dsub != dim or (coarse is not None and coarse.shape[1:] != (dim,)):
         raise ValueError(f"ivf_prepare: queries {tuple(queries.shape)}, codebooks {tuple(codebooks.shape)}, {metric}")
-    queries = queries.float().contiguous()
-    cbt = codebooks.float().permute(0, 2, 1).contiguous()  # (M, dsub, K): tables vectorize over K
+    # No torch arithmetic here (norms and transposes are done in C++): at several threads each torch operation on
+    # more than a few thousand elements is an OpenMP region (see the module docstring).
+    queries, codebooks = queries.float().contiguous(), codebooks.float().contiguous()
     p = 1 if coarse is None else min(nprobe, coarse.shape[0])
     coarse = None if coarse is None else coarse.float().contiguous()
-    cnorm = None if coarse is None else coarse.square().sum(1).contiguous()
     lists = torch.empty(qn, p, dtype=torch.long)
     qterm = torch.empty(qn, p)
     qlut = torch.empty(qn, m, k)
@@ -96,8 +96,8 @@ def ivf_prepare(
     def run(bounds: tuple[int, int]) -> int:
         return lib.vqtok_ivf_prepare(
             queries.data_ptr(), *bounds, dim, None if coarse is None else coarse.data_ptr(),
-            None if cnorm is None else cnorm.data_ptr(), 0 if coarse is None else coarse.shape[0], p,
-            int(metric == "ip"), cbt.data_ptr(), m, k, lists.data_ptr(), qterm.data_ptr(), qlut.data_ptr(),
+            0 if coarse is None else coarse.shape[0], p, int(metric == "ip"), codebooks.data_ptr(), m, k,
+            lists.data_ptr(), qterm.data_ptr(), qlut.data_ptr(),
         )  # fmt: skip
 
     threads = max(1, min(torch.get_num_threads(), qn // _MIN_QUERIES_PER_THREAD))
