@@ -109,11 +109,15 @@ def _cache_dir(key: str) -> Path:
     return root / "ext" / key
 
 
-def build_library(source: Path, lib_name: str) -> tuple[ctypes.CDLL | None, str | None]:
+def build_library(
+    source: Path, lib_name: str, extra_flags: tuple[str, ...] = ()
+) -> tuple[ctypes.CDLL | None, str | None]:
     """Compiles ``source`` (cached as described in the module docstring) and loads it.
 
-    Shared by every C++ kernel of :mod:`vqtok.kernels`. Returns ``(library, None)`` or ``(None, reason)``.
+    Shared by every C++ kernel of :mod:`vqtok.kernels`; ``extra_flags`` (e.g. a ``-D`` define selecting a portable
+    variant) are added to the compiler flags and the cache key. Returns ``(library, None)`` or ``(None, reason)``.
     """
+    flags = (*_FLAGS, *extra_flags)
     if os.environ.get("VQTOK_DISABLE_CPU_EXT", "0") == "1":
         return None, _DISABLED
     cxx = _compiler()
@@ -124,7 +128,7 @@ def build_library(source: Path, lib_name: str) -> tuple[ctypes.CDLL | None, str 
         # The kernels' shared headers are part of the source: a changed header must rebuild every kernel.
         code = b"\0".join(f.read_bytes() for f in [source, *sorted(source.parent.glob("*.h"))])
         key = sha256_bytes(
-            b"\0".join([code, " ".join(_FLAGS).encode(), cxx.encode(), version.encode(), _cpu_identity().encode()])
+            b"\0".join([code, " ".join(flags).encode(), cxx.encode(), version.encode(), _cpu_identity().encode()])
         )[:24]
         target = _cache_dir(key) / lib_name
         if not target.exists():
@@ -135,9 +139,7 @@ def build_library(source: Path, lib_name: str) -> tuple[ctypes.CDLL | None, str 
             fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
             os.close(fd)
             try:
-                out = subprocess.run(
-                    [cxx, *_FLAGS, "-o", tmp, str(source)], capture_output=True, text=True, timeout=300
-                )
+                out = subprocess.run([cxx, *flags, "-o", tmp, str(source)], capture_output=True, text=True, timeout=300)
                 if out.returncode != 0:
                     return None, f"{cxx} failed: {out.stderr.strip()[-2000:]}"
                 # Atomic on POSIX: another process either sees no file or a complete one.

@@ -92,6 +92,29 @@ void scan_bits(const float* lut, int M, int nbits, int cs, const uint8_t* codes,
   }
 }
 
+// Squared L2 (or negated inner product) between x and one stored vector: float32 v, or SQ8 bytes c decoded on
+// the fly as offset + c * scale (no float copy of the candidate). L lanes of partial sums so that the compiler
+// vectorizes the loop (a single float accumulator is a serial chain it may not reorder).
+template <bool kSq8, bool kIp>
+inline float lane_term(const float* x, const float* v, const uint8_t* c, const float* scale, const float* offset,
+                       int j) {
+  const float y = kSq8 ? offset[j] + c[j] * scale[j] : v[j];
+  return kIp ? -x[j] * y : (x[j] - y) * (x[j] - y);
+}
+
+template <bool kSq8, bool kIp>
+float row_distance(const float* x, const float* v, const uint8_t* c, const float* scale, const float* offset, int D) {
+  constexpr int L = 16;
+  float lanes[L] = {0.f};
+  int j = 0;
+  for (; j + L <= D; j += L)
+    for (int t = 0; t < L; ++t) lanes[t] += lane_term<kSq8, kIp>(x, v, c, scale, offset, j + t);
+  for (int t = 0; j + t < D; ++t) lanes[t] += lane_term<kSq8, kIp>(x, v, c, scale, offset, j + t);
+  float acc = 0.f;
+  for (int t = 0; t < L; ++t) acc += lanes[t];
+  return acc;
+}
+
 }  // namespace
 
 extern "C" {
@@ -146,23 +169,12 @@ int vqtok_rerank(const float* queries, int64_t q0, int64_t q1, int D, const int6
     for (int c = 0; c < C; ++c) {
       const int64_t row = rows[q * C + c];
       if (row < 0) continue;
-      float acc = 0.f;
-      if (flat) {
-        const float* v = flat + row * D;
-        if (ip)
-          for (int j = 0; j < D; ++j) acc -= x[j] * v[j];
-        else
-          for (int j = 0; j < D; ++j) acc += (x[j] - v[j]) * (x[j] - v[j]);
-      } else {
-        const uint8_t* v = sq8 + row * D;
-        if (ip)
-          for (int j = 0; j < D; ++j) acc -= x[j] * (offset[j] + v[j] * scale[j]);
-        else
-          for (int j = 0; j < D; ++j) {
-            float t = x[j] - (offset[j] + v[j] * scale[j]);
-            acc += t * t;
-          }
-      }
+      const float* v = flat ? flat + row * D : nullptr;
+      const uint8_t* c8 = sq8 ? sq8 + row * D : nullptr;
+      const float acc = flat ? (ip ? row_distance<false, true>(x, v, c8, scale, offset, D)
+                                   : row_distance<false, false>(x, v, c8, scale, offset, D))
+                             : (ip ? row_distance<true, true>(x, v, c8, scale, offset, D)
+                                   : row_distance<true, false>(x, v, c8, scale, offset, D));
       offer(h, acc, row);
     }
     h.finish();

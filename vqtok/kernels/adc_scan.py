@@ -24,13 +24,16 @@ from torch import Tensor
 
 from ._cpu_ext import build_library, thread_pool
 
-__all__ = ["fastscan_available", "ivf_adc_scan", "ivf_fastscan", "rerank_rows", "scan_available"]
+__all__ = ["fastscan_available", "fastscan_pack", "ivf_adc_scan", "ivf_fastscan", "rerank_rows", "scan_available"]
 
 logger = logging.getLogger(__name__)
 
+_FASTSCAN = Path(__file__).with_name("_cpu_fastscan.cpp")
 _SOURCES = {
-    "scan": (Path(__file__).with_name("_cpu_scan.cpp"), "vqtok_cpu_scan.so", "vqtok_ivf_adc_scan"),
-    "fastscan": (Path(__file__).with_name("_cpu_fastscan.cpp"), "vqtok_cpu_fastscan.so", "vqtok_ivf_fastscan"),
+    "scan": (Path(__file__).with_name("_cpu_scan.cpp"), "vqtok_cpu_scan.so", "vqtok_ivf_adc_scan", ()),
+    "fastscan": (_FASTSCAN, "vqtok_cpu_fastscan.so", "vqtok_ivf_fastscan", ()),
+    # The portable path of the same source (the one used without AVX2), built on request to test it against SIMD.
+    "fastscan_scalar": (_FASTSCAN, "vqtok_cpu_fastscan_scalar.so", "vqtok_ivf_fastscan", ("-DVQTOK_FASTSCAN_SCALAR",)),
 }
 _I64, _I32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _ARGTYPES = {
@@ -54,7 +57,10 @@ _ARGTYPES = {
         _PTR,
         _PTR,
     ],
-    "fastscan": [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I32, _PTR, _I32, _PTR, _I64, _I32, _I32, _I32, _PTR, _PTR],
+    "fastscan": [
+        *(_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I32, _PTR, _PTR, _PTR, _I32, _PTR, _I64, _I32, _I32, _I32, _PTR, _PTR)
+    ],
+    "pack": [_PTR, _I32, _PTR, _I64, _PTR, _PTR],
     "rerank": [_PTR, _I64, _I64, _I32, _PTR, _I32, _PTR, _PTR, _PTR, _PTR, _I32, _I32, _PTR, _PTR],
 }
 # Queries per thread below which another thread costs more than it saves.
@@ -69,13 +75,15 @@ def _load(which: str = "scan") -> ctypes.CDLL | None:
         return _state[which]  # type: ignore[return-value]
     with _lock:
         if which not in _state:
-            source, name, symbol = _SOURCES[which]
-            lib, reason = build_library(source, name)
+            source, name, symbol, flags = _SOURCES[which]
+            lib, reason = build_library(source, name, flags)
             if lib is not None:
                 fn = getattr(lib, symbol)
-                fn.argtypes, fn.restype = _ARGTYPES[which], _I32
+                fn.argtypes, fn.restype = _ARGTYPES[which.split("_")[0]], _I32
                 if which == "scan":
                     lib.vqtok_rerank.argtypes, lib.vqtok_rerank.restype = _ARGTYPES["rerank"], _I32
+                else:
+                    lib.vqtok_fastscan_pack.argtypes, lib.vqtok_fastscan_pack.restype = _ARGTYPES["pack"], _I32
             else:
                 logger.info("vqtok %s kernel unavailable (%s); using the torch path", which, reason)
             _state[which + ".reason"] = reason
@@ -149,8 +157,50 @@ def ivf_adc_scan(
     return _run_threads(run, qn, k, f"Q={qn}, M={m}, nbits={nbits}, k={k}")
 
 
+def fastscan_pack(codes: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
+    """The fast-scan layout of 4-bit codes: each list's rows transposed into zero-padded blocks of 32 rows.
+
+    Args:
+        codes: ``(N, cs)`` uint8 packed 4-bit codes, rows grouped by list.
+        offsets: ``(L + 1,)`` int64 CSR offsets of the lists.
+
+    Returns:
+        ``(blocks (B * 32 * cs,) uint8, block_start (L + 1,) int64)``: list ``l`` owns blocks
+        ``block_start[l]:block_start[l + 1]``; byte ``j`` of the rows of a block is 32 contiguous bytes.
+
+    Raises:
+        RuntimeError: When the kernel is unavailable.
+        ValueError: On malformed operands.
+    """
+    lib = _load("fastscan")
+    if lib is None:
+        raise RuntimeError(f"the fast-scan kernel is unavailable: {_state.get('fastscan.reason')}")
+    for name, t, dtype in (("codes", codes, torch.uint8), ("offsets", offsets, torch.long)):
+        if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError(f"fastscan_pack: {name} must be a contiguous CPU {dtype} tensor, got {t.dtype}")
+    if codes.ndim != 2 or offsets.ndim != 1 or offsets.shape[0] < 2 or int(offsets[-1]) > codes.shape[0]:
+        raise ValueError(f"fastscan_pack: codes {tuple(codes.shape)} / offsets {tuple(offsets.shape)} do not fit")
+    nlist = offsets.shape[0] - 1
+    block_start = torch.empty(nlist + 1, dtype=torch.long)
+    args = (codes.data_ptr(), codes.shape[1], offsets.data_ptr(), nlist, block_start.data_ptr())
+    if lib.vqtok_fastscan_pack(*args, None):
+        raise ValueError("fastscan_pack: offsets must be non-decreasing")
+    blocks = torch.empty(int(block_start[-1]) * 32 * codes.shape[1], dtype=torch.uint8)
+    lib.vqtok_fastscan_pack(*args, blocks.data_ptr())
+    return blocks, block_start
+
+
 def ivf_fastscan(
-    qlut: Tensor, llut: Tensor | None, qterm: Tensor, lists: Tensor, codes: Tensor, offsets: Tensor, k: int, cand: int
+    qlut: Tensor,
+    llut: Tensor | None,
+    qterm: Tensor,
+    lists: Tensor,
+    codes: Tensor,
+    offsets: Tensor,
+    k: int,
+    cand: int,
+    packed: tuple[Tensor, Tensor] | None = None,
+    simd: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """4-bit fast scan: :func:`ivf_adc_scan`'s result for ``nbits=4`` and no norms, up to the candidate selection.
 
@@ -161,6 +211,8 @@ def ivf_fastscan(
         qlut, llut, qterm, lists, codes, offsets: As for :func:`ivf_adc_scan` (``2**nbits = 16``, ``M <= 256``).
         k: Results per query.
         cand: Approximate candidates per query re-scored exactly.
+        packed: :func:`fastscan_pack` of ``codes`` (built here when ``None``; callers that search repeatedly keep it).
+        simd: ``False`` runs the portable scalar build of the kernel (same results; for tests).
 
     Returns:
         As :func:`ivf_adc_scan`.
@@ -169,19 +221,24 @@ def ivf_fastscan(
         RuntimeError: When the kernel is unavailable or fails.
         ValueError: On malformed operands or ``cand < k``.
     """
-    lib = _load("fastscan")
+    which = "fastscan" if simd else "fastscan_scalar"
+    lib = _load(which)
     if lib is None:
-        raise RuntimeError(f"the fast-scan kernel is unavailable: {_state.get('fastscan.reason')}")
+        raise RuntimeError(f"the fast-scan kernel is unavailable: {_state.get(which + '.reason')}")
     _check(qlut, llut, qterm, lists, codes, None, offsets, 4, k)
     qn, m, _ = qlut.shape
     if cand < k or m > 256:
         raise ValueError(f"ivf_fastscan needs cand >= k and M <= 256, got cand={cand}, k={k}, M={m}")
     nlist, p = offsets.shape[0] - 1, lists.shape[1]
+    blocks, block_start = fastscan_pack(codes, offsets) if packed is None else packed
+    if block_start.shape != offsets.shape or blocks.numel() != int(block_start[-1]) * 32 * codes.shape[1]:
+        raise ValueError("ivf_fastscan: packed blocks do not match codes / offsets (stale fastscan_pack?)")
 
     def run(q0: int, q1: int, out_d: Tensor, out_r: Tensor) -> int:
         return lib.vqtok_ivf_fastscan(
             qlut.data_ptr(), _ptr(llut), qterm.data_ptr(), lists.data_ptr(), q0, q1, p, codes.data_ptr(),
-            codes.shape[1], offsets.data_ptr(), nlist, m, k, cand, out_d.data_ptr(), out_r.data_ptr(),
+            blocks.data_ptr(), block_start.data_ptr(), codes.shape[1], offsets.data_ptr(), nlist, m, k, cand,
+            out_d.data_ptr(), out_r.data_ptr(),
         )  # fmt: skip
 
     return _run_threads(run, qn, k, f"Q={qn}, M={m}, k={k}, cand={cand}")

@@ -254,7 +254,8 @@ class Index:
             tables = lut0.cpu() if not self.codec.additive else torch.zeros_like(lut0.cpu())
             if self.coarse is not None:
                 tables = tables + 2 * self.codec.inner_product_tables(self.coarse).cpu()
-            self._tables, self._tables_key = tables, key
+            # Contiguous once here: the scan kernels read it raw, and a per-search copy would be a parallel op.
+            self._tables, self._tables_key = tables.contiguous(), key
         return self._tables
 
     # ------------------------------------------------------------------ helpers
@@ -269,7 +270,9 @@ class Index:
         if not x.is_floating_point():
             raise ValueError(f"{what} must be floating point, got {x.dtype}")
         x = x.detach().cpu().float()
-        if not bool(torch.isfinite(x).all()):
+        # numpy, not torch: with several torch threads, torch.isfinite on a query batch is an OpenMP region, which
+        # on a busy machine waits for a descheduled thread (tens of ms per search; docs/vectors.md).
+        if not np.isfinite(x.numpy()).all():
             raise ValueError(f"{what} contain NaN or Inf")
         return F.normalize(x, dim=-1) if self.metric == "cosine" else x
 

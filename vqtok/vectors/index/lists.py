@@ -4,10 +4,14 @@ Each payload is one tensor whose first dimension is the number of stored vectors
 ``codes`` (packed uint8 codes, or float32 vectors for an uncompressed index), optionally ``norms`` (float32
 ``||x_hat||^2`` of additive codecs, as faiss's ``ST_norm_float``) and ``refine`` (uint8 SQ8 codes or float32
 vectors). ``offsets[l]:offsets[l + 1]`` are the rows of list ``l``. Nothing else is stored per vector, so the
-memory per vector is the sum of the payloads' row sizes.
+memory per vector is the sum of the payloads' row sizes, plus what :meth:`InvertedLists.derived` caches for
+search (the fast-scan block layout: a second copy of the codes, padded to 32 rows per list, as faiss stores them).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,6 +35,13 @@ class InvertedLists:
             offsets = torch.zeros(nlist + 1, dtype=torch.long)
             offsets[1:] = n
         self.offsets = offsets
+        self._derived: dict[str, Any] = {}
+
+    def derived(self, name: str, build: Callable[[InvertedLists], Any]) -> Any:
+        """``build(self)``, cached under ``name`` until the rows change (:meth:`append`, :meth:`keep`)."""
+        if name not in self._derived:
+            self._derived[name] = build(self)
+        return self._derived[name]
 
     def __len__(self) -> int:
         return self.payloads["ids"].shape[0]
@@ -62,6 +73,7 @@ class InvertedLists:
         self.payloads = {k: torch.cat([v, payloads[k].to(v.device, v.dtype)])[order] for k, v in self.payloads.items()}
         counts = torch.bincount(which, minlength=self.nlist)
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        self._derived.clear()
 
     def keep(self, mask: Tensor) -> None:
         """Keeps only the rows where ``mask`` ``(N,)`` is true."""
@@ -69,3 +81,4 @@ class InvertedLists:
         self.payloads = {k: v[mask] for k, v in self.payloads.items()}
         counts = torch.bincount(which, minlength=self.nlist)
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        self._derived.clear()

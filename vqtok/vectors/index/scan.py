@@ -21,7 +21,16 @@ import torch
 from torch import Tensor
 
 from ...kernels import nearest
-from ...kernels.adc_scan import fastscan_available, ivf_adc_scan, ivf_fastscan, rerank_rows, scan_available
+from ...kernels.adc_scan import (
+    fastscan_available,
+    fastscan_pack,
+    ivf_adc_scan,
+    ivf_fastscan,
+    rerank_rows,
+    scan_available,
+)
+from ...kernels.ivf_prepare import ivf_prepare, prepare_available
+from ..pq import PQ
 from ..search import unpack_chunk
 from .refine import exact_scores
 
@@ -115,8 +124,15 @@ def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, T
     out_d, out_r = [], []
     for b0 in range(0, queries.shape[0], _QUERY_BATCH):
         q = queries[b0 : b0 + _QUERY_BATCH]
-        coarse_d, lists = probe(q, index.coarse, nprobe, index.metric)
-        per_query, per_list, qterm = _tables(index, q, coarse_d)
+        if isinstance(index.codec, PQ) and prepare_available():
+            # One compiled call per thread instead of the torch probe and tables (same values, summed in another
+            # order): no small multi-threaded torch operations on the search path.
+            metric = "l2" if index.metric == "l2" else "ip"
+            lists, qterm, per_query = ivf_prepare(q, index.coarse, nprobe, metric, index.codec.codebooks.cpu())
+            per_list = index.residual_tables() if metric == "l2" else None
+        else:
+            coarse_d, lists = probe(q, index.coarse, nprobe, index.metric)
+            per_query, per_list, qterm = _tables(index, q, coarse_d)
         operands = (
             per_query.float().contiguous(),
             per_list.float().contiguous() if index.metric == "l2" else None,
@@ -125,7 +141,8 @@ def _scan_kernel(index, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, T
             store.payloads["codes"].contiguous(),
         )
         if getattr(index, "fast_scan", False):
-            d, r = ivf_fastscan(*operands, store.offsets.contiguous(), k, FASTSCAN_CANDIDATES * k)
+            packed = store.derived("fastscan", lambda s: fastscan_pack(s.payloads["codes"], s.offsets))
+            d, r = ivf_fastscan(*operands, store.offsets, k, FASTSCAN_CANDIDATES * k, packed=packed)
         else:
             norms_ = None if norms is None else norms.float().contiguous()
             d, r = ivf_adc_scan(*operands, norms_, store.offsets.contiguous(), index.codec.codebook_bits, k)
