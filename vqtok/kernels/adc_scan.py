@@ -91,6 +91,15 @@ def _load(which: str = "scan") -> ctypes.CDLL | None:
     return _state[which]  # type: ignore[return-value]
 
 
+def _require(which: str) -> ctypes.CDLL:
+    """The compiled library ``which``, or a ``RuntimeError`` that says why it could not be built."""
+    lib = _load(which)
+    if lib is None:
+        kind = "fast-scan" if which.startswith("fastscan") else "ADC scan"
+        raise RuntimeError(f"the {kind} kernel is unavailable: {_state.get(which + '.reason')}")
+    return lib
+
+
 def scan_available() -> bool:
     """Whether the compiled exact scan kernel can be used (builds it on first call)."""
     return _load("scan") is not None
@@ -139,9 +148,7 @@ def ivf_adc_scan(
         RuntimeError: When the kernel is unavailable or fails.
         ValueError: On operands of the wrong dtype, layout or shape.
     """
-    lib = _load("scan")
-    if lib is None:
-        raise RuntimeError(f"the ADC scan kernel is unavailable: {_state.get('scan.reason')}")
+    lib = _require("scan")
     _check(qlut, llut, qterm, lists, codes, norms, offsets, nbits, k)
     qn, m, ksub = qlut.shape
     nlist, p = offsets.shape[0] - 1, lists.shape[1]
@@ -172,9 +179,7 @@ def fastscan_pack(codes: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
         RuntimeError: When the kernel is unavailable.
         ValueError: On malformed operands.
     """
-    lib = _load("fastscan")
-    if lib is None:
-        raise RuntimeError(f"the fast-scan kernel is unavailable: {_state.get('fastscan.reason')}")
+    lib = _require("fastscan")
     for name, t, dtype in (("codes", codes, torch.uint8), ("offsets", offsets, torch.long)):
         if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
             raise ValueError(f"fastscan_pack: {name} must be a contiguous CPU {dtype} tensor, got {t.dtype}")
@@ -222,9 +227,7 @@ def ivf_fastscan(
         ValueError: On malformed operands or ``cand < k``.
     """
     which = "fastscan" if simd else "fastscan_scalar"
-    lib = _load(which)
-    if lib is None:
-        raise RuntimeError(f"the fast-scan kernel is unavailable: {_state.get(which + '.reason')}")
+    lib = _require(which)
     _check(qlut, llut, qterm, lists, codes, None, offsets, 4, k)
     qn, m, _ = qlut.shape
     if cand < k or m > 256:
@@ -264,9 +267,7 @@ def rerank_rows(
         RuntimeError: When the kernel is unavailable.
         ValueError: On malformed operands.
     """
-    lib = _load("scan")
-    if lib is None:
-        raise RuntimeError(f"the ADC scan kernel is unavailable: {_state.get('scan.reason')}")
+    lib = _require("scan")
     if (flat is None) == (sq8 is None) or metric not in ("l2", "ip"):
         raise ValueError(f"rerank_rows needs exactly one of flat / sq8 and metric l2 or ip, got {metric!r}")
     store = flat if flat is not None else sq8[0]
