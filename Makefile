@@ -39,7 +39,8 @@ demo: $(STAMP)
 	$(BIN)/python -m vqtok.cli demo
 
 # Audio codec on the Asterisk English prompts (apt package asterisk-core-sounds-en-wav), CPU; the config is sized for
-# at most 15 minutes on 2 idle cores (about 1300 CPU-s, estimated). A tqdm bar shows steps/s and ETA; 1 torch thread when busy.
+# at most 15 minutes on 2 idle cores (3000 steps). A tqdm bar shows steps/s and ETA; 1 torch thread when the machine
+# is busy.
 demo-audio: $(STAMP)
 	@test -d /usr/share/asterisk/sounds/en || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y asterisk-core-sounds-en-wav; \
