@@ -152,6 +152,21 @@ def test_residual_fsq_levels_refine_the_soft_clamped_latent():
         assert bool((worst_fine < worst_coarse / (torch.tensor(levels) - 1)).all()), (worst_coarse, worst_fine)
 
 
+def test_residual_fsq_tanh_bound_is_the_earlier_rule():
+    """``bound="tanh"``: tanh-bounded FSQ levels and no input clamp, what residual_fsq computed before 2026-12-02."""
+    from vqtok.quantizers.fsq import FSQ
+
+    levels = (8, 5, 5)
+    q = create("residual_fsq", levels=levels, num_levels=3, bound="tanh").eval()
+    before = Residual([FSQ(levels) for _ in range(3)], level_scale=[float(v) for v in levels]).eval()
+    x = make_latents(q, 500, seed=4) * 2
+    assert torch.equal(q.encode(x), before.encode(x))
+    assert torch.equal(q(x).quantized, before(x).quantized)
+    assert not torch.equal(q.encode(x), create("residual_fsq", levels=levels, num_levels=3).eval().encode(x))
+    with pytest.raises(ValueError, match="bound"):
+        create("residual_fsq", levels=levels, bound="round")
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, [1.0, 2.0]])
 def test_input_clamp_must_be_positive_per_channel(bad):
     with pytest.raises(ValueError, match="input_clamp"):

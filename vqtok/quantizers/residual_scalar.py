@@ -46,6 +46,9 @@ class ResidualFSQ(Residual):
         num_levels: Number of levels L.
         dim: Latent width D; ``None`` is ``len(levels)``.
         quantizer_dropout: Per-token probability of keeping a random level prefix in training.
+        bound: ``"clamp"`` (the rule above) or ``"tanh"``: FSQ's tanh bound in every level and no input clamp,
+            the rule of ``residual_fsq`` before 2026-12-02. Models trained then decode as they did only with
+            ``bound="tanh"`` in their quantizer settings (docs/quantizers.md).
     """
 
     def __init__(
@@ -54,15 +57,18 @@ class ResidualFSQ(Residual):
         num_levels: int = 4,
         dim: int | None = None,
         quantizer_dropout: float = 0.0,
+        bound: str = "clamp",
     ) -> None:
+        if bound not in ("clamp", "tanh"):
+            raise ValueError(f"residual_fsq bound must be 'clamp' or 'tanh', got {bound!r}")
         levels = tuple(int(v) for v in levels)
         super().__init__(
-            [FSQ(levels, bound="clamp") for _ in range(num_levels)],
+            [FSQ(levels, bound=bound) for _ in range(num_levels)],
             dim=dim,
             quantizer_dropout=quantizer_dropout,
             level_scale=[float(v) for v in levels],
             shared_codebook_dim=_shared(dim, len(levels)),
-            input_clamp=[1.0 + 1.0 / (v - 1) for v in levels],
+            input_clamp=[1.0 + 1.0 / (v - 1) for v in levels] if bound == "clamp" else None,
         )
         self.levels_per_channel = levels
 
