@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +35,16 @@ from torch import Tensor
 
 from .._io import sha256_bytes
 
-__all__ = ["available", "build_library", "ext_search", "ext_topk", "load", "thread_pool", "unavailable_reason"]
+__all__ = [
+    "LazyLibrary",
+    "available",
+    "build_library",
+    "ext_search",
+    "ext_topk",
+    "load",
+    "thread_pool",
+    "unavailable_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +160,60 @@ def build_library(
         return ctypes.CDLL(str(target)), None
     except (OSError, subprocess.SubprocessError) as err:
         return None, f"{type(err).__name__}: {err}"
+
+
+class LazyLibrary:
+    """A C++ kernel compiled and loaded on first use, once per process and thread-safe.
+
+    Args:
+        source: The ``.cpp`` file.
+        lib_name: File name of the cached shared library.
+        label: What the kernel is, for messages (``"fast-scan"``).
+        setup: Declares the library's ``argtypes`` / ``restype`` once it is loaded.
+        extra_flags: Added compiler flags (see :func:`build_library`).
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        lib_name: str,
+        label: str,
+        setup: Callable[[ctypes.CDLL], None],
+        extra_flags: tuple[str, ...] = (),
+    ) -> None:
+        self.source, self.lib_name, self.label, self.setup, self.extra_flags = (
+            source,
+            lib_name,
+            label,
+            setup,
+            extra_flags,
+        )
+        self._lock = threading.Lock()
+        self._done = False
+        self._lib: ctypes.CDLL | None = None
+        self.reason: str | None = None
+
+    def get(self) -> ctypes.CDLL | None:
+        """The library, building it on first call; ``None`` (with :attr:`reason`) when it cannot be had."""
+        if self._done:
+            return self._lib
+        with self._lock:
+            if not self._done:
+                lib, self.reason = build_library(self.source, self.lib_name, self.extra_flags)
+                if lib is not None:
+                    self.setup(lib)
+                else:
+                    logger.info("vqtok %s kernel unavailable (%s); using the torch path", self.label, self.reason)
+                self._lib = lib
+                self._done = True  # last: the unlocked fast path above must not see it before the library
+        return self._lib
+
+    def require(self) -> ctypes.CDLL:
+        """The library, or a ``RuntimeError`` that says why it could not be built."""
+        lib = self.get()
+        if lib is None:
+            raise RuntimeError(f"the {self.label} kernel is unavailable: {self.reason}")
+        return lib
 
 
 def thread_pool(workers: int) -> ThreadPoolExecutor:

@@ -15,18 +15,16 @@ Written for vqtok; no code was copied from other implementations.
 from __future__ import annotations
 
 import ctypes
-import logging
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ._cpu_ext import build_library, thread_pool
+from ._cpu_ext import LazyLibrary, thread_pool
 
 __all__ = ["fastscan_available", "fastscan_pack", "ivf_adc_scan", "ivf_fastscan", "rerank_rows", "scan_available"]
 
-logger = logging.getLogger(__name__)
 
 _FASTSCAN = Path(__file__).with_name("_cpu_fastscan.cpp")
 _SOURCES = {
@@ -66,48 +64,33 @@ _ARGTYPES = {
 # Queries per thread below which another thread costs more than it saves.
 _MIN_QUERIES_PER_THREAD = 16
 
-_lock = threading.Lock()
-_state: dict[str, object] = {}
+
+def _setup(which: str) -> Callable[[ctypes.CDLL], None]:
+    def setup(lib: ctypes.CDLL) -> None:
+        fn = getattr(lib, _SOURCES[which][2])
+        fn.argtypes, fn.restype = _ARGTYPES[which.split("_")[0]], _I32
+        if which == "scan":
+            lib.vqtok_rerank.argtypes, lib.vqtok_rerank.restype = _ARGTYPES["rerank"], _I32
+        else:
+            lib.vqtok_fastscan_pack.argtypes, lib.vqtok_fastscan_pack.restype = _ARGTYPES["pack"], _I32
+
+    return setup
 
 
-def _load(which: str = "scan") -> ctypes.CDLL | None:
-    if which in _state:
-        return _state[which]  # type: ignore[return-value]
-    with _lock:
-        if which not in _state:
-            source, name, symbol, flags = _SOURCES[which]
-            lib, reason = build_library(source, name, flags)
-            if lib is not None:
-                fn = getattr(lib, symbol)
-                fn.argtypes, fn.restype = _ARGTYPES[which.split("_")[0]], _I32
-                if which == "scan":
-                    lib.vqtok_rerank.argtypes, lib.vqtok_rerank.restype = _ARGTYPES["rerank"], _I32
-                else:
-                    lib.vqtok_fastscan_pack.argtypes, lib.vqtok_fastscan_pack.restype = _ARGTYPES["pack"], _I32
-            else:
-                logger.info("vqtok %s kernel unavailable (%s); using the torch path", which, reason)
-            _state[which + ".reason"] = reason
-            _state[which] = lib
-    return _state[which]  # type: ignore[return-value]
-
-
-def _require(which: str) -> ctypes.CDLL:
-    """The compiled library ``which``, or a ``RuntimeError`` that says why it could not be built."""
-    lib = _load(which)
-    if lib is None:
-        kind = "fast-scan" if which.startswith("fastscan") else "ADC scan"
-        raise RuntimeError(f"the {kind} kernel is unavailable: {_state.get(which + '.reason')}")
-    return lib
+_LIBS = {
+    which: LazyLibrary(source, name, "ADC scan" if which == "scan" else "fast-scan", _setup(which), flags)
+    for which, (source, name, _, flags) in _SOURCES.items()
+}
 
 
 def scan_available() -> bool:
     """Whether the compiled exact scan kernel can be used (builds it on first call)."""
-    return _load("scan") is not None
+    return _LIBS["scan"].get() is not None
 
 
 def fastscan_available() -> bool:
     """Whether the compiled 4-bit fast-scan kernel can be used (builds it on first call)."""
-    return _load("fastscan") is not None
+    return _LIBS["fastscan"].get() is not None
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -148,7 +131,7 @@ def ivf_adc_scan(
         RuntimeError: When the kernel is unavailable or fails.
         ValueError: On operands of the wrong dtype, layout or shape.
     """
-    lib = _require("scan")
+    lib = _LIBS["scan"].require()
     _check(qlut, llut, qterm, lists, codes, norms, offsets, nbits, k)
     qn, m, ksub = qlut.shape
     nlist, p = offsets.shape[0] - 1, lists.shape[1]
@@ -179,7 +162,7 @@ def fastscan_pack(codes: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
         RuntimeError: When the kernel is unavailable.
         ValueError: On malformed operands.
     """
-    lib = _require("fastscan")
+    lib = _LIBS["fastscan"].require()
     for name, t, dtype in (("codes", codes, torch.uint8), ("offsets", offsets, torch.long)):
         if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
             raise ValueError(f"fastscan_pack: {name} must be a contiguous CPU {dtype} tensor, got {t.dtype}")
@@ -227,7 +210,7 @@ def ivf_fastscan(
         ValueError: On malformed operands or ``cand < k``.
     """
     which = "fastscan" if simd else "fastscan_scalar"
-    lib = _require(which)
+    lib = _LIBS[which].require()
     _check(qlut, llut, qterm, lists, codes, None, offsets, 4, k)
     qn, m, _ = qlut.shape
     if cand < k or m > 256:
@@ -267,7 +250,7 @@ def rerank_rows(
         RuntimeError: When the kernel is unavailable.
         ValueError: On malformed operands.
     """
-    lib = _require("scan")
+    lib = _LIBS["scan"].require()
     if (flat is None) == (sq8 is None) or metric not in ("l2", "ip"):
         raise ValueError(f"rerank_rows needs exactly one of flat / sq8 and metric l2 or ip, got {metric!r}")
     store = flat if flat is not None else sq8[0]

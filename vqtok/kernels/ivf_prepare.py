@@ -16,13 +16,12 @@ Written for vqtok; no code was copied from other implementations.
 from __future__ import annotations
 
 import ctypes
-import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ._cpu_ext import build_library, thread_pool
+from ._cpu_ext import LazyLibrary, thread_pool
 
 __all__ = ["ivf_prepare", "prepare_available"]
 
@@ -32,26 +31,17 @@ _ARGTYPES = [_PTR, _I64, _I64, _I32, _PTR, _I64, _I32, _I32, _PTR, _I32, _I32, _
 # Queries per thread below which another thread costs more than it saves.
 _MIN_QUERIES_PER_THREAD = 16
 
-_lock = threading.Lock()
-_state: dict[str, object] = {}
+
+def _setup(lib: ctypes.CDLL) -> None:
+    lib.vqtok_ivf_prepare.argtypes, lib.vqtok_ivf_prepare.restype = _ARGTYPES, _I32
 
 
-def _load() -> ctypes.CDLL | None:
-    if "lib" in _state:
-        return _state["lib"]  # type: ignore[return-value]
-    with _lock:
-        if "lib" not in _state:
-            lib, reason = build_library(_SOURCE, "vqtok_cpu_ivf_prepare.so")
-            if lib is not None:
-                lib.vqtok_ivf_prepare.argtypes, lib.vqtok_ivf_prepare.restype = _ARGTYPES, _I32
-            _state["reason"] = reason
-            _state["lib"] = lib  # last: the unlocked fast path above must not see it before "reason"
-    return _state["lib"]  # type: ignore[return-value]
+_LIB = LazyLibrary(_SOURCE, "vqtok_cpu_ivf_prepare.so", "IVF preparation", _setup)
 
 
 def prepare_available() -> bool:
     """Whether the compiled preparation kernel can be used (builds it on first call)."""
-    return _load() is not None
+    return _LIB.get() is not None
 
 
 def ivf_prepare(
@@ -75,9 +65,7 @@ def ivf_prepare(
         RuntimeError: When the kernel is unavailable or fails.
         ValueError: On malformed operands.
     """
-    lib = _load()
-    if lib is None:
-        raise RuntimeError(f"the IVF preparation kernel is unavailable: {_state.get('reason')}")
+    lib = _LIB.require()
     qn, dim = queries.shape
     m, k, dsub = codebooks.shape
     if metric not in ("l2", "ip") or m * dsub != dim or (coarse is not None and coarse.shape[1:] != (dim,)):
